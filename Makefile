@@ -1,0 +1,75 @@
+# Self-installing targets. `make book` and `make test` work on a fresh machine: they
+# create .venv from requirements.txt when it is missing or out of date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Every notebook-running process gets its share of the cores (see dlcourse/runtime.py).
+export DLCOURSE_THREADS ?= 1
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: help venv system-deps book book-strict test unit browser-test release release-check grade-demo bench freeze clean
+
+help:
+	@echo "make book        build the HTML book into _build/html (fast profile, cached execution)"
+	@echo "make test        everything: unit tests, solutions graded, releases checked, book built -W, browser tests"
+	@echo "make release     regenerate assignments/ from solutions/ (and prove solution passes / release fails)"
+	@echo "make grade-demo  grade the built-in sample submissions for a01"
+	@echo "make bench       run the benchmarks under bench/ and print their tables"
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# bubblewrap (grader sandbox) and chromium (browser tests) come from Debian. Installed
+# when we are root and they are missing; otherwise the tests that need them say so.
+system-deps:
+	@missing=""; command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	 command -v chromium >/dev/null || missing="$$missing chromium"; \
+	 if [ -n "$$missing" ]; then \
+	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	     echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	   else echo "warning: missing$$missing (install them with apt-get as root)"; fi; \
+	 fi
+
+book: venv
+	$(VENV)/bin/jupyter-book build . --path-output . -q
+	@echo "Book built: open $(CURDIR)/_build/html/index.html"
+
+book-strict: venv
+	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going -q
+
+unit: venv system-deps
+	$(PY) -m pytest -m "not browser" -n 2 --dist loadgroup
+
+browser-test: venv system-deps
+	$(PY) -m pytest -m browser
+
+test: venv system-deps release-check unit book-strict browser-test
+	@echo "make test: all passed"
+
+release: venv
+	$(PY) -m autograder release --all
+
+release-check: venv
+	$(PY) -m autograder release --all --check
+
+grade-demo: venv system-deps
+	$(PY) -m autograder demo
+
+bench: venv
+	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+freeze: venv
+	$(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt
+
+clean:
+	rm -rf _build .pytest_cache
