@@ -1,0 +1,292 @@
+"""`autograder release`: turn solutions/aNN-slug/ into the student version assignments/aNN-slug/.
+
+For each assignment the steps run in this order (each one needs the previous):
+1. validate the source notebook(s): well-formed nbgrader metadata, a parameters cell
+   (cheap, and nbgrader's own errors are harder to read);
+2. nbgrader's generate step, run in a temporary course directory with a temporary
+   gradebook, so that releasing never writes gradebook.db (or anything else) into the
+   repository;
+3. normalise the generated notebooks (drop volatile metadata) so that the same source
+   gives the same bytes every time, which is what makes `--check` meaningful;
+4. static checks of the release: no solution or hidden-test markers, no hidden test line,
+   no outputs;
+5. prove the source notebook passes all of its tests (executed, errors not allowed);
+6. prove the untouched release fails every graded test cell (executed with errors allowed,
+   each graded cell must have produced an error);
+7. write assignments/aNN-slug/ (release) or compare with it (`--check`).
+Nothing is written when any step fails.
+"""
+from __future__ import annotations
+
+import argparse
+import filecmp
+import logging
+import os
+import pathlib
+import re
+import shutil
+import sys
+import tempfile
+import time
+
+import nbformat
+
+from autograder import notebook_checks as checks
+
+ASSIGNMENT_RE = re.compile(r"^a\d\d-[a-z0-9][a-z0-9-]*$")
+DEFAULT_CELL_TIMEOUT = 300  # seconds per cell when executing notebooks
+
+
+class ReleaseError(Exception):
+    """Releasing an assignment failed; the message says which notebook/cell and why."""
+
+
+def course_root(start: pathlib.Path | None = None) -> pathlib.Path:
+    """The directory holding nbgrader_config.py: `start` or one of its parents."""
+    here = pathlib.Path(start or os.getcwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "nbgrader_config.py").is_file():
+            return d
+    raise ReleaseError(f"no nbgrader_config.py in {here} or its parents: run from the course repository")
+
+
+def _course_config(root: pathlib.Path):
+    """The course's nbgrader configuration (loaded the way nbgrader itself loads it)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+
+
+def list_assignments(root: pathlib.Path, source_dir: str = "solutions") -> list[str]:
+    src = root / source_dir
+    if not src.is_dir():
+        return []
+    return sorted(p.name for p in src.iterdir() if p.is_dir() and ASSIGNMENT_RE.match(p.name))
+
+
+# --------------------------------------------------------------------------- generate
+def _env_path() -> str:
+    """PATH with the running interpreter's bin folder first (where alembic/jupyter live)."""
+    bindir = str(pathlib.Path(sys.executable).parent)
+    return os.pathsep.join([bindir, os.environ.get("PATH", "")])
+
+
+def generate(root: pathlib.Path, assignment: str, out_dir: pathlib.Path) -> pathlib.Path:
+    """Run nbgrader's generate step for one assignment; return the generated folder.
+
+    The source folder is copied into a scratch course directory (beside a scratch
+    gradebook) so that nbgrader writes nothing into the repository. The result lands in
+    `out_dir / assignment`, normalised.
+    """
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.converters.base import NbGraderException
+
+    cfg = _course_config(root)
+    source_dir = cfg.CourseDirectory.get("source_directory", "solutions")
+    src = root / source_dir / assignment
+    if not src.is_dir():
+        raise ReleaseError(f"{source_dir}/{assignment} does not exist")
+    with tempfile.TemporaryDirectory(prefix="release-course-") as scratch:
+        scratch = pathlib.Path(scratch)
+        shutil.copytree(src, scratch / "source" / assignment,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.pyc"))
+        cfg.CourseDirectory.root = str(scratch)
+        cfg.CourseDirectory.source_directory = "source"
+        cfg.CourseDirectory.release_directory = "release"
+        cfg.CourseDirectory.db_url = f"sqlite:///{scratch / 'gradebook.db'}"
+        cfg.CourseDirectory.assignment_id = assignment
+        cfg.GenerateAssignment.force = True
+        log = logging.getLogger("autograder.release.nbgrader")
+        log.setLevel(logging.WARNING)
+        coursedir = CourseDirectory(config=cfg)
+        converter = GenerateAssignment(coursedir=coursedir, config=cfg, log=log)
+        # nbgrader's gradebook runs the `alembic` executable from PATH; make sure this
+        # environment's bin folder is on it even when Python was started by full path.
+        old_path = os.environ.get("PATH", "")
+        os.environ["PATH"] = _env_path()
+        try:
+            converter.start()
+        except NbGraderException as exc:
+            raise ReleaseError(f"nbgrader could not generate {assignment}: {exc}") from exc
+        finally:
+            os.environ["PATH"] = old_path
+        generated = scratch / "release" / assignment
+        if not generated.is_dir():
+            raise ReleaseError(f"nbgrader produced no release for {assignment}")
+        dest = out_dir / assignment
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(generated, dest)
+    for nb_path in sorted(dest.rglob("*.ipynb")):
+        nb = checks.normalise(nbformat.read(nb_path, as_version=4))
+        nbformat.write(nb, nb_path)
+        os.chmod(nb_path, 0o644)
+    return dest
+
+
+# --------------------------------------------------------------------------- execute
+def execute(nb_path: pathlib.Path, allow_errors: bool, timeout: int = DEFAULT_CELL_TIMEOUT):
+    """Execute a notebook in a scratch copy of its folder; return the executed notebook.
+
+    The kernel is `python3` with DLCOURSE_THREADS=1 (several notebooks may run at once on
+    a small machine). The copy keeps files the notebook writes out of the repository.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    nb = nbformat.read(nb_path, as_version=4)
+    env = dict(os.environ, PATH=_env_path(), DLCOURSE_THREADS="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    with tempfile.TemporaryDirectory(prefix="release-run-") as workdir:
+        shutil.copytree(nb_path.parent, workdir, dirs_exist_ok=True)
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                                interrupt_on_timeout=True, resources={"metadata": {"path": workdir}})
+        try:
+            client.execute(env=env, cwd=workdir)
+        except CellExecutionError as exc:
+            raise ReleaseError(f"{nb_path}: a cell raised an error:\n{exc}") from exc
+        except (CellTimeoutError, DeadKernelError) as exc:
+            raise ReleaseError(f"{nb_path}: execution stopped: {exc}") from exc
+    return nb
+
+
+def prove_solution_passes(source_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> None:
+    """The solution notebook runs top to bottom without a single error."""
+    nb = execute(source_nb, allow_errors=True, timeout=timeout)
+    failed = [i for i, err in checks.error_cells(nb, range(len(nb.cells))).items() if err]
+    if failed:
+        lines = []
+        for i in failed:
+            err = next(o for o in nb.cells[i].outputs if o.output_type == "error")
+            lines.append(f"  {checks.cell_label(i, nb.cells[i])}: {err.ename}: {err.evalue}")
+        raise ReleaseError(f"{source_nb}: the solution does not pass its own tests:\n" + "\n".join(lines))
+
+
+def prove_release_fails(released_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> None:
+    """Every graded test cell of the untouched student notebook fails.
+
+    A graded cell that passes on the stubs would give points for doing nothing.
+    """
+    nb = execute(released_nb, allow_errors=True, timeout=timeout)
+    graded = [i for i, c in enumerate(nb.cells) if checks.is_graded_test(c)]
+    passing = [i for i, err in checks.error_cells(nb, graded).items() if not err]
+    if passing:
+        names = ", ".join(checks.cell_label(i, nb.cells[i]) for i in passing)
+        raise ReleaseError(f"{released_nb}: graded cell(s) pass on the untouched release: {names}")
+
+
+# --------------------------------------------------------------------------- compare
+def _differences(fresh: pathlib.Path, committed: pathlib.Path) -> list[str]:
+    """Relative paths that differ between two release folders (notebooks compared normalised)."""
+    if not committed.is_dir():
+        return ["(folder missing)"]
+
+    def files(d):
+        return {p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file()
+                and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts}
+
+    a, b = files(fresh), files(committed)
+    diffs = sorted((a ^ b))
+    for rel in sorted(a & b):
+        if rel.endswith(".ipynb"):
+            try:
+                left = checks.normalise(nbformat.read(fresh / rel, as_version=4))
+                right = checks.normalise(nbformat.read(committed / rel, as_version=4))
+            except Exception:
+                diffs.append(rel)
+                continue
+            if nbformat.writes(left) != nbformat.writes(right):
+                diffs.append(rel)
+        elif not filecmp.cmp(fresh / rel, committed / rel, shallow=False):
+            diffs.append(rel)
+    return diffs
+
+
+# --------------------------------------------------------------------------- one assignment
+def release_one(root: pathlib.Path, assignment: str, check: bool = False, prove: bool = True,
+                timeout: int = DEFAULT_CELL_TIMEOUT, echo=print) -> None:
+    """Release (or with `check`, verify) one assignment; raise ReleaseError on any failure."""
+    cfg = _course_config(root)
+    source_dir = cfg.CourseDirectory.get("source_directory", "solutions")
+    release_dir = cfg.CourseDirectory.get("release_directory", "assignments")
+    src = root / source_dir / assignment
+    notebooks = sorted(src.glob("*.ipynb"))
+    if not notebooks:
+        raise ReleaseError(f"{source_dir}/{assignment} contains no notebook")
+    problems = [p for nb in notebooks for p in checks.validate_source(nb)]
+    if problems:
+        raise ReleaseError("malformed source notebook:\n  " + "\n  ".join(problems))
+
+    committed = root / release_dir / assignment
+    with tempfile.TemporaryDirectory(prefix="release-out-") as out:
+        t0 = time.perf_counter()
+        fresh = generate(root, assignment, pathlib.Path(out))
+        echo(f"{assignment}: generated with nbgrader ({time.perf_counter() - t0:.1f} s)")
+        problems = [p for nb in notebooks for p in checks.check_released(nb, fresh / nb.name)]
+        if problems:
+            raise ReleaseError("the release leaks or keeps what it should not:\n  " + "\n  ".join(problems))
+        if check:
+            # Staleness first: it is cheap and the most common failure.
+            diffs = _differences(fresh, committed)
+            if diffs:
+                raise ReleaseError(f"{release_dir}/{assignment} is out of date: run make release "
+                                   f"(differs: {', '.join(diffs)})")
+        if prove:
+            for nb in notebooks:
+                t0 = time.perf_counter()
+                prove_solution_passes(nb, timeout)
+                echo(f"{assignment}: {nb.name} solution passes all tests ({time.perf_counter() - t0:.1f} s)")
+                t0 = time.perf_counter()
+                prove_release_fails(fresh / nb.name, timeout)
+                echo(f"{assignment}: untouched release fails every graded cell ({time.perf_counter() - t0:.1f} s)")
+        if not check:
+            if committed.exists():
+                shutil.rmtree(committed)
+            committed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(fresh, committed)
+            echo(f"{assignment}: wrote {release_dir}/{assignment}/")
+        else:
+            echo(f"{assignment}: {release_dir}/{assignment} is up to date")
+
+
+# --------------------------------------------------------------------------- command line
+def run(args: argparse.Namespace) -> int:
+    try:
+        root = course_root(args.root)
+        available = list_assignments(root, _course_config(root).CourseDirectory.get("source_directory", "solutions"))
+        names = available if args.all else list(args.assignments)
+        if not names:
+            print("autograder release: name an assignment or pass --all "
+                  f"(available: {', '.join(available) or 'none'})", file=sys.stderr)
+            return 2
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            print(f"autograder release: unknown assignment(s) {', '.join(unknown)} "
+                  f"(available: {', '.join(available) or 'none'})", file=sys.stderr)
+            return 2
+    except ReleaseError as exc:
+        print(f"autograder release: {exc}", file=sys.stderr)
+        return 1
+    failed = 0
+    for name in names:
+        try:
+            release_one(root, name, check=args.check, prove=not args.no_prove, timeout=args.timeout)
+        except ReleaseError as exc:
+            print(f"autograder release: {name}: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "release", help="generate assignments/ from solutions/ and prove the tests work",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="e.g. a01-convolution")
+    p.add_argument("--all", action="store_true", help="every assignment under solutions/")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; fail when assignments/ is stale or a proof fails")
+    p.add_argument("--no-prove", action="store_true",
+                   help="skip executing the notebooks (generation and static checks only)")
+    p.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT, help="seconds per cell")
+    p.add_argument("--root", default=None, help="course root (default: found from the current directory)")
+    p.set_defaults(func=run)

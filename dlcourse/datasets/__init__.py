@@ -1,0 +1,25 @@
+"""Course data sets: one function per data set, same data on every machine.
+
+    fetch(name) -> Path                     verified file: cache, offline mirror, or download
+    mnist_splits(seed, val_size, source, limit) -> Splits
+    dataloaders(splits, batch_size, device, seed) -> (train_loader, val_loader)
+    digits_tensors() -> (images, labels)    scikit-learn digits as 28x28, no download
+    time_machine(...)                       character-level text, vocabulary, batches
+    shapes_detection(...), shapes_segmentation(...)
+    ring_of_gaussians(...), adding_problem(...)
+
+Where files come from and how they are verified: dlcourse/datasets/fetch.py; which files
+exist: registry.txt beside this module; sources and licences: data/README.md.
+"""
+from dlcourse.datasets.digits import digits_tensors
+from dlcourse.datasets.fetch import (ChecksumError, DataError, DataUnavailableError, cache_dir,
+                                     fetch, mirror_dir)
+from dlcourse.datasets.mnist import mnist_splits, mnist_tensors, mnist_test, read_idx
+from dlcourse.datasets.registry import load_registry
+from dlcourse.datasets.splits import Splits, dataloaders, split_indices
+
+__all__ = [
+    "ChecksumError", "DataError", "DataUnavailableError", "Splits", "cache_dir", "dataloaders",
+    "digits_tensors", "fetch", "load_registry", "mirror_dir", "mnist_splits", "mnist_tensors",
+    "mnist_test", "read_idx", "split_indices",
+]
