@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "export": "autograder.export",
     "report": "autograder.report",
     "demo": "autograder.demo",
+    "setup-cells": "autograder.setup_cell",
 }
 
 

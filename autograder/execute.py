@@ -212,6 +212,10 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                 g = by_index.get(idx)
                 if g is None:
                     client.execute_cell(cell, idx)
+                    err = _error_message(cell)
+                    if err:
+                        diags.append({"cell": _name(cell), "message": f"{_name(cell)} (cell {idx}) raised {err}",
+                                      "severity": "warning"})
                     continue
                 if tampered:
                     tests[g.grade_id] = TestResult(g.grade_id, g.points, 0.0, "tampered", "not scored: " + tampered)

@@ -6,13 +6,15 @@ work directory, so the kernel needs no network at all and never sees a notebook 
 with hidden tests in it.
 
 Isolation levels, strongest first (`isolation()` reports which one this machine gives):
-  "bwrap+nobody"  bubblewrap: new user, network, PID, IPC and UTS namespaces, no network
-                  interfaces, all capabilities dropped, uid/gid 65534; the file system is
-                  read-only except the work directory, with /tmp, $HOME, the grading output,
-                  the submissions and the repository (except .venv and the course library)
-                  replaced by empty tmpfs mounts, so solutions/, the gradebook, other
-                  submissions and the hidden tests are not there to be read.
-  "bwrap"         the same, as the calling user (when a user namespace cannot switch uid).
+  "bwrap+nobody"  the grader (root) drops to uid/gid 65534 with setpriv, then bubblewrap:
+                  new user, network, PID, IPC and UTS namespaces (no network interface),
+                  all capabilities dropped. The file system holds only read-only system
+                  directories (/usr, /etc without shadow, ...), the Python environment, the
+                  course library and a writable private work directory: solutions/, the
+                  gradebook, other submissions and the hidden tests are not mounted at all.
+  "bwrap"         the same namespaces and mounts, but the process keeps the caller's real
+                  uid (shown as 65534 inside a user namespace, with no capabilities). Used
+                  when uid 65534 cannot reach the interpreter (e.g. Python under /root).
   "rlimits-only"  no bubblewrap: resource limits only. Student code can read what the
                   instructor can read and use the network. Said so in every report.
 Resource limits (prlimit) apply at every level: address space, processes, file size,
@@ -57,6 +59,8 @@ def isolation(prefer: str = "auto") -> str:
     if prefer == "none" or shutil.which("bwrap") is None:
         return "rlimits-only"
     for level in ("bwrap+nobody", "bwrap"):
+        if level == "bwrap+nobody" and (os.geteuid() != 0 or shutil.which("setpriv") is None):
+            continue
         if prefer not in ("auto", level):
             continue
         probe_dir = Path(tempfile.mkdtemp(prefix="autograder-probe-"))
@@ -76,29 +80,39 @@ def prlimit_prefix(limits: Limits) -> list[str]:
 
 
 def hidden_paths(extra: list[Path]) -> list[Path]:
-    """Paths replaced by empty tmpfs mounts in the sandbox (outermost first)."""
-    paths = [Path("/tmp"), Path("/var/tmp"), Path("/root"), Path.home(), REPO, *extra]
-    out = []
-    for p in paths:
-        p = Path(os.path.realpath(p))
-        if p.is_dir() and p != Path("/") and p not in out:
-            out.append(p)
-    return sorted(out, key=lambda p: len(p.parts))
+    """Extra paths (grading output, submissions) that must stay invisible in the sandbox."""
+    return [Path(os.path.realpath(p)) for p in extra]
+
+
+# Read-only system directories the kernel needs; everything else (/root, /home, /work, /srv,
+# /tmp, the repository, ...) simply does not exist inside the sandbox.
+SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/opt"]
 
 
 def bwrap_prefix(workdir: Path, level: str, hide: list[Path]) -> list[str]:
-    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-           "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    cmd = []
     if level == "bwrap+nobody":
-        cmd += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
-    for p in hidden_paths(hide):
-        cmd += ["--tmpfs", str(p)]
-    # Put back what the kernel needs from the repository: the interpreter and the course
-    # library (read-only), never solutions/, tests/, the gradebook or submissions.
-    allowed = [Path(sys.prefix), Path(sys.base_prefix), REPO / "dlcourse", REPO / "data"]
+        cmd += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    cmd += ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+    for d in SYSTEM_DIRS:
+        if os.path.isdir(d) and not os.path.islink(d):
+            cmd += ["--ro-bind", d, d]
+        elif os.path.islink(d):
+            cmd += ["--symlink", os.readlink(d), d]
+    cmd += ["--ro-bind", "/dev/null", "/etc/shadow", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # The interpreter and the course library (read-only); never solutions/, tests/, the
+    # gradebook or submissions, which are simply not mounted.
+    allowed = [Path(sys.base_prefix), Path(sys.prefix), REPO / "dlcourse", REPO / "data"]
+    mirror = os.environ.get("DLCOURSE_DATA_MIRROR")
+    if mirror:
+        allowed.append(Path(mirror))
     for p in allowed:
         if p.exists():
             cmd += ["--ro-bind", str(p), str(p)]
+    for p in hidden_paths(hide):
+        if p.exists() and any(p == a or a in p.parents for a in allowed):
+            cmd += ["--tmpfs", str(p)]
     cmd += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir),
             "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", str(workdir / "tmp")]
     return cmd

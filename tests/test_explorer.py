@@ -100,3 +100,28 @@ def test_grid_covers_every_combination():
     combos = list(itertools.product(range(1, 6), range(1, 4), range(0, 3), range(1, 3)))
     valid = sum(explorer.compute_view(IMAGE, explorer.Setting(*c))["valid"] for c in combos)
     assert 0 < valid < len(combos)  # both kinds of views are shown
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ch1-notebooks")
+def test_executed_notebook_embeds_widget_state():
+    """nbclient stores the widget state that the static book page needs to make the sliders work."""
+    import json
+    import pathlib
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "book" / "01-convolution" / "sliding-window.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    kinds = [m["model_name"] for m in state.values()]
+    assert kinds.count("StackModel") == 1 + 5 + 15 + 45
+    assert kinds.count("LinkModel") == 1 + 5 + 15 + 45
+    text = json.dumps(state)
+    assert "Output: 3 x 3" in text and "invalid setting" in text
+    # the explorer is the output of a cell, as a widget view
+    views = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 1 and views[0]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] in state

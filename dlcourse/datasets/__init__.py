@@ -8,11 +8,11 @@
     shapes_detection(...), shapes_segmentation(...)
     ring_of_gaussians(...), adding_problem(...)
 
-Where files come from and how they are verified: dlcourse/datasets/fetch.py; which files
+Where files come from and how they are verified: dlcourse/datasets/fetching.py; which files
 exist: registry.txt beside this module; sources and licences: data/README.md.
 """
 from dlcourse.datasets.digits import digits_tensors
-from dlcourse.datasets.fetch import (ChecksumError, DataError, DataUnavailableError, cache_dir,
+from dlcourse.datasets.fetching import (ChecksumError, DataError, DataUnavailableError, cache_dir,
                                      fetch, mirror_dir)
 from dlcourse.datasets.mnist import mnist_splits, mnist_tensors, mnist_test, read_idx
 from dlcourse.datasets.registry import load_registry

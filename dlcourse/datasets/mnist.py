@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from dlcourse.datasets.fetch import DataError, fetch
+from dlcourse.datasets.fetching import DataError, fetch
 from dlcourse.datasets.splits import Splits, make_splits
 
 SOURCES = ("auto", "test10k", "full", "digits")

@@ -159,14 +159,14 @@ def _keep_aside(path: Path) -> Path | None:
 # ---------------------------------------------------------------------------- fetching
 def _download(url: str, target: Path, entry: Entry, progress: bool) -> None:
     """Download with pooch into a temporary file beside ``target``; verify; move into place."""
-    import pooch
+    from pooch.downloaders import choose_downloader
 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        downloader = pooch.choose_downloader(url, progressbar=progress)
+        downloader = choose_downloader(url, progressbar=progress)
         downloader(url, str(tmp), None)
         try:
             verify(tmp, entry)
@@ -214,6 +214,8 @@ def fetch(name: str, *, progress: bool = True, registry: str | os.PathLike | Non
         else:
             problems.append(f"not in the mirror: {path}")
 
+    import requests  # pooch's HTTP transport; its errors mean "this URL did not work"
+
     target = cache_dir() / entry.path
     urls = urls_for(entry)
     for url in urls:
@@ -222,7 +224,7 @@ def fetch(name: str, *, progress: bool = True, registry: str | os.PathLike | Non
         except ChecksumError as exc:
             corrupt.append(exc)
             continue
-        except Exception as exc:  # requests' ConnectionError, HTTPError, timeouts, ...
+        except (requests.RequestException, OSError, ValueError) as exc:  # refused, 404, cut off
             problems.append(f"{url}: {type(exc).__name__}: {exc}")
             continue
         for exc in corrupt:

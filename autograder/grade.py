@@ -1,0 +1,233 @@
+"""`autograder grade ASSIGNMENT SUBMISSIONS`: grade a whole class in one command.
+
+The pipeline for one submission (each step's reason beside it):
+  1. read        - a notebook that is not JSON is a per-student diagnostic, not a crash
+  2. restore     - rebuild on the source notebook: hidden tests back, locked cells reset,
+                   deleted/duplicated/retyped cells handled (autograder.restore)
+  3. parameterize- papermill injects PROFILE/DEVICE/SEED after the `parameters` cell
+  4. execute     - sandboxed kernel, cell by cell, per-cell and per-notebook time limits,
+                   tamper probes and nonces (autograder.execute, autograder.sandbox)
+  5. write       - the instructor process alone writes the gradebook and the journal
+Steps 1-4 run in workers (local processes, or a Dask cluster with --scheduler); they
+return plain dictionaries. Step 5 runs here, as results arrive.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import nbformat
+
+from autograder.restore import SubmissionError, read_submission, restore
+from autograder.sandbox import Limits, isolation
+
+DEFAULT_OUTPUT = "_grading"
+
+
+# ---------------------------------------------------------------- finding things
+def find_assignment(root: Path, assignment: str) -> tuple[Path, Path | None]:
+    """(source notebook, released notebook or None) for an assignment name."""
+    src_dir = root / "solutions" / assignment
+    notebooks = sorted(src_dir.glob("*.ipynb"))
+    if not notebooks:
+        raise SystemExit(f"autograder grade: no source notebook in {src_dir}")
+    source = notebooks[0]
+    release = root / "assignments" / assignment / source.name
+    return source, (release if release.exists() else None)
+
+
+def find_submissions(folder: Path, assignment: str, notebook_name: str) -> dict[str, Path]:
+    """student -> notebook, from nbgrader's submitted/{student}/{assignment}/ or a flat folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SystemExit(f"autograder grade: {folder} is not a folder of submissions")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.glob(f"*/{assignment}/*.ipynb")):
+        student = path.parts[-3]
+        if path.name == notebook_name or student not in found:
+            found[student] = path
+    for path in sorted(folder.glob("*.ipynb")):
+        found.setdefault(path.stem, path)
+    return found
+
+
+def digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- the worker side
+def grade_job(job: dict) -> dict:
+    """Grade one submission (steps 1-4). Runs in a worker; returns a JSON-able dict."""
+    from autograder.execute import execute  # heavy imports stay out of the CLI start-up
+    import papermill.parameterize as pmp
+
+    t0 = time.monotonic()
+    result = {"student": job["student"], "hash": job["hash"], "tests": [], "diagnostics": [], "flags": [],
+              "isolation": job["level"]}
+    source = nbformat.reads(job["source"], as_version=4)
+    release = nbformat.reads(job["release"], as_version=4) if job.get("release") else None
+    graded_cells = [(c.metadata.nbgrader["grade_id"], float(c.metadata.nbgrader.get("points", 0)))
+                    for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    try:
+        submitted = read_submission(Path(job["path"]))
+    except SubmissionError as exc:
+        result["diagnostics"].append({"cell": "-", "message": str(exc), "severity": "error"})
+        result["tests"] = [{"grade_id": g, "points": p, "score": 0.0, "status": "not run",
+                            "message": "not run: the notebook could not be read"} for g, p in graded_cells]
+        result["seconds"] = time.monotonic() - t0
+        return result
+    restored = restore(source, submitted, release)
+    result["diagnostics"] += [d.as_dict() for d in restored.diagnostics]
+    nb = pmp.parameterize_notebook(restored.notebook, job["parameters"], report_mode=False,
+                                   kernel_name="python3", language="python")
+    # papermill inserted one cell: shift graded indices after it
+    inserted = [i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", [])]
+    if inserted:
+        for g in restored.graded:
+            if g.index >= inserted[0]:
+                g.index += 1
+    workdir = Path(job["scratch"]) / f"{job['student']}-{os.getpid()}-{time.time_ns()}"
+    ex = execute(nb, restored.graded, workdir, limits=Limits(**job["limits"]), level=job["level"],
+                 hide=[Path(p) for p in job["hide"]], threads=job["threads"])
+    result["tests"] = [t.as_dict() for t in ex.tests]
+    result["diagnostics"] += ex.diagnostics
+    result["flags"] += ex.flags
+    result["notebook"] = nbformat.writes(ex.notebook)
+    result["seconds"] = time.monotonic() - t0
+    return result
+
+
+# ---------------------------------------------------------------- the instructor side
+def build_jobs(args, root: Path, output: Path) -> tuple[list[dict], dict, str]:
+    source_path, release_path = find_assignment(root, args.assignment)
+    subs = find_submissions(Path(args.submissions), args.assignment, source_path.name)
+    source_text = source_path.read_text()
+    release_text = release_path.read_text() if release_path else None
+    params = {"PROFILE": args.profile, "DEVICE": args.device, "SEED": args.seed}
+    limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout, memory_mb=args.memory)
+    level = isolation(args.isolation)
+    threads = max(1, args.threads or (os.cpu_count() or 1) // max(1, args.workers))
+    hide = [str(output.resolve()), str(Path(args.submissions).resolve()), str(root.resolve())]
+    jobs = []
+    for student, path in subs.items():
+        h = digest(path.read_bytes(), source_text.encode(), json.dumps(params, sort_keys=True).encode())
+        jobs.append({"student": student, "path": str(path.resolve()), "hash": h, "source": source_text,
+                     "release": release_text, "parameters": params, "limits": limits.as_dict(), "level": level,
+                     "hide": hide, "threads": threads, "scratch": args.scratch or "/tmp"})
+    return jobs, {"source": source_path, "notebook": source_path.stem}, level
+
+
+def run(args) -> int:
+    from autograder.gradebook import GradeWriter
+
+    root = Path(args.root).resolve()
+    output = Path(args.output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "autograded").mkdir(exist_ok=True)
+    jobs, info, level = build_jobs(args, root, output)
+    db_url = args.db or f"sqlite:///{output / 'gradebook.db'}"
+    writer = GradeWriter(db_url, output / "journal.jsonl")
+    source = nbformat.read(info["source"], as_version=4)
+    writer.register_assignment(args.assignment, info["notebook"],
+                               [(c.metadata.nbgrader["grade_id"], float(c.metadata.nbgrader.get("points", 0)))
+                                for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")])
+    done = writer.done()
+    todo = [j for j in jobs if args.force or done.get(j["student"], {}).get("hash") != j["hash"]]
+    skipped = len(jobs) - len(todo)
+    print(f"autograder: {len(jobs)} submissions of {args.assignment}, {skipped} unchanged and already graded, "
+          f"{len(todo)} to grade; isolation: {level}"
+          + ("  (WARNING: no filesystem or network isolation)" if level == "rlimits-only" else ""), file=sys.stderr)
+    (output / "meta.json").write_text(json.dumps({"assignment": args.assignment, "notebook": info["notebook"],
+                                                  "db_url": db_url, "isolation": level}, indent=1))
+    results = []
+    for res in _dispatch(todo, args):
+        nb_text = res.pop("notebook", None)
+        if nb_text:
+            d = output / "autograded" / res["student"]
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{info['notebook']}.ipynb").write_text(nb_text)
+        writer.write(args.assignment, info["notebook"], res)
+        results.append(res)
+    final = writer.done()
+    writer.close()
+    _summary(final, [j["student"] for j in jobs])
+    print(f"autograder: results in {output} (gradebook {db_url})", file=sys.stderr)
+    return 0
+
+
+def _dispatch(jobs: list[dict], args):
+    """Yield results as they finish, with a progress bar and ETA."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), unit="nb", desc="grading", file=sys.stderr, disable=args.quiet)
+    try:
+        if args.scheduler:
+            from distributed import Client, as_completed as dask_completed
+            with Client(args.scheduler, timeout=30) as client:
+                futures = [client.submit(grade_job, j, pure=False, key=f"grade-{j['student']}-{j['hash'][:8]}") for j in jobs]
+                for fut in dask_completed(futures):
+                    bar.update(1)
+                    yield fut.result()
+        elif args.workers <= 1:
+            for j in jobs:
+                res = grade_job(j)
+                bar.update(1)
+                yield res
+        else:
+            with ProcessPoolExecutor(max_workers=args.workers) as pool:
+                futures = [pool.submit(grade_job, j) for j in jobs]
+                for fut in as_completed(futures):
+                    bar.update(1)
+                    yield fut.result()
+    finally:
+        bar.close()
+
+
+def _summary(entries: dict[str, dict], students: list[str]) -> None:
+    print(f"{'student':<24} {'score':>9}  {'status':<10} notes")
+    for s in students:
+        e = entries.get(s)
+        if e is None:
+            print(f"{s:<24} {'-':>9}  missing")
+            continue
+        got = sum(t["score"] for t in e["tests"])
+        total = sum(t["points"] for t in e["tests"])
+        status = "FLAGGED" if e["flags"] else ("errors" if any(d["severity"] == "error" for d in e["diagnostics"]) else "ok")
+        note = (e["flags"] or [d["message"] for d in e["diagnostics"]] or [""])[0]
+        print(f"{s:<24} {got:>4g}/{total:<4g}  {status:<10} {note[:90]}")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("grade", help="grade a folder of submissions", description=__doc__.split("\n\n")[0])
+    p.add_argument("assignment", help="assignment name, e.g. a01-convolution (source in ROOT/solutions/NAME/)")
+    p.add_argument("submissions", help="submitted/{student}/{assignment}/*.ipynb layout or a flat folder of {student}.ipynb")
+    add_common(p)
+    p.add_argument("--workers", type=int, default=1, help="parallel local workers (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per notebook (default: cores / workers)")
+    p.add_argument("--scheduler", help="address of a Dask scheduler (tcp://host:port) to run the jobs on")
+    p.add_argument("--root", default=".", help="course root holding solutions/ and assignments/ (default .)")
+    p.add_argument("--db", help="SQLAlchemy URL of the gradebook (default sqlite in the output folder)")
+    p.add_argument("--force", action="store_true", help="regrade submissions that are unchanged and already graded")
+    p.add_argument("--profile", default="fast", choices=["fast", "full"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default 60)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per notebook (default 600)")
+    p.add_argument("--memory", type=int, default=4096, help="MiB of address space per kernel (default 4096)")
+    p.add_argument("--isolation", default="auto", choices=["auto", "bwrap+nobody", "bwrap", "none"])
+    p.add_argument("--scratch", help="where per-submission work directories go (default /tmp)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", default=DEFAULT_OUTPUT, help=f"grading folder: gradebook, journal, autograded copies (default {DEFAULT_OUTPUT}/)")

@@ -1,0 +1,65 @@
+"""The single writer of grades: nbgrader's Gradebook, plus a journal for resuming.
+
+Workers never touch the database; they return results and this class, living in the
+instructor process, writes them one at a time. The journal (`journal.jsonl` beside
+the database) records, per student, the hash of what was graded and the per-test
+results; a rerun skips a submission whose hash is unchanged, and a batch that crashed
+resumes with whatever has no journal line yet. The gradebook is written before the
+journal line, so a crash in between only means that submission is graded again
+(an update, never a duplicate).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+
+
+class GradeWriter:
+    def __init__(self, db_url: str, journal: Path):
+        self.db_url = db_url
+        self.journal = Path(journal)
+        self.gb = Gradebook(db_url)
+
+    def register_assignment(self, assignment: str, notebook: str, graded: list[tuple[str, float]]) -> None:
+        self.gb.update_or_create_assignment(assignment)
+        self.gb.update_or_create_notebook(notebook, assignment)
+        for grade_id, points in graded:
+            self.gb.update_or_create_grade_cell(grade_id, notebook, assignment, max_score=points, cell_type="code")
+            # nbgrader's schema pairs every grade cell with a source cell
+            self.gb.update_or_create_source_cell(grade_id, notebook, assignment, cell_type="code", locked=True,
+                                                 source="", checksum=None)
+
+    def done(self) -> dict[str, dict]:
+        """Latest journal entry per student."""
+        out: dict[str, dict] = {}
+        if self.journal.exists():
+            for line in self.journal.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a half-written last line from a crash
+                out[entry["student"]] = entry
+        return out
+
+    def write(self, assignment: str, notebook: str, result: dict) -> None:
+        student = result["student"]
+        self.gb.update_or_create_student(student)
+        try:
+            self.gb.find_submission(assignment, student)
+        except MissingEntry:
+            self.gb.add_submission(assignment, student)
+        for test in result["tests"]:
+            grade = self.gb.find_grade(test["grade_id"], notebook, assignment, student)
+            grade.auto_score = test["score"]
+            grade.needs_manual_grade = test["status"] == "tampered"
+        self.gb.db.commit()
+        with self.journal.open("a") as fh:
+            fh.write(json.dumps(result) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def close(self) -> None:
+        self.gb.close()
