@@ -62,10 +62,10 @@ def guard_expression(test_names: list[str]) -> str:
         mod, *attrs = dotted.split(".")
         expr = f"m.get({mod!r})"
         for a in attrs:
-            expr = f"(lambda x: o.__getattribute__(x, {a!r}) if x is not None and hasattr(x, {a!r}) else None)({expr})"
+            expr = f"getattr({expr}, {a!r}, None)"
         parts.append(f"({dotted!r}, o.__repr__({expr}))")
     for name in test_names:
-        parts.append(f"('global {name}', o.__repr__(g.get({name!r}, 'absent')))")
+        parts.append(f"('global {name}', o.__repr__(g[{name!r}]) if {name!r} in g else 'absent')")
     for s in STATE:
         parts.append(f"({s!r}, repr({s}))")
     body = ", ".join(parts)
@@ -166,8 +166,7 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                           (nbgrader_meta(c).get("solution") or not nbgrader_meta(c)) and
                           "parameters" not in c.metadata.get("tags", []) and "setup" not in c.metadata.get("tags", []) and
                           "injected-parameters" not in c.metadata.get("tags", [])), len(nb.cells))
-    probe = guard_expression([n for n in names_used([nb.cells[g.index].source for g in graded])
-                              if not hasattr(builtins, n) or n in ("print", "isinstance", "len", "abs", "all", "any", "round")])
+    probe = guard_expression(names_used([nb.cells[g.index].source for g in graded]) + ["print"])
     km = SandboxKernelManager(workdir=workdir, limits=limits, level=level, hide=hide, threads=threads)
     client = CappedClient(nb, km=km, timeout=limits.cell_timeout, allow_errors=True, record_timing=False,
                           startup_timeout=120, shell_timeout_interval=1, iopub_timeout=4)
@@ -190,7 +189,10 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
             a, b = dict(ast.literal_eval(before)), dict(ast.literal_eval(now))
         except (ValueError, SyntaxError):
             return "the integrity probe returned garbage"
-        changed = [k for k in a if a.get(k) != b.get(k)]
+        # a test's own variables (absent at baseline, not builtins) may change freely;
+        # instructor globals (torch, np) and shadowed builtins may not
+        changed = [k for k in a if a.get(k) != b.get(k) and not
+                   (k.startswith("global ") and a[k] == "absent" and not hasattr(builtins, k[7:]))]
         return ", ".join(changed)
 
     baseline = None

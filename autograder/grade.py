@@ -66,7 +66,25 @@ def digest(*parts: bytes) -> str:
 
 # ---------------------------------------------------------------- the worker side
 def grade_job(job: dict) -> dict:
-    """Grade one submission (steps 1-4). Runs in a worker; returns a JSON-able dict."""
+    """Grade one submission (steps 1-4). Runs in a worker; returns a JSON-able dict.
+
+    Never raises: a failure of the grader itself becomes that student's diagnostic, so
+    the batch goes on and the instructor sees whom to look at.
+    """
+    try:
+        return _grade_job(job)
+    except Exception as exc:  # noqa: BLE001 - reported per student, batch goes on
+        source = nbformat.reads(job["source"], as_version=4)
+        return {"student": job["student"], "hash": job["hash"], "isolation": job["level"], "flags": [], "grader_error": True,
+                "diagnostics": [{"cell": "-", "severity": "error",
+                                 "message": f"grader error, needs a human: {type(exc).__name__}: {exc}"}],
+                "tests": [{"grade_id": c.metadata.nbgrader["grade_id"], "points": float(c.metadata.nbgrader.get("points", 0)),
+                           "score": 0.0, "status": "not run", "message": "not run: grader error"}
+                          for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")],
+                "seconds": 0.0}
+
+
+def _grade_job(job: dict) -> dict:
     from autograder.execute import execute  # heavy imports stay out of the CLI start-up
     import papermill.parameterize as pmp
 
@@ -87,6 +105,9 @@ def grade_job(job: dict) -> dict:
         return result
     restored = restore(source, submitted, release)
     result["diagnostics"] += [d.as_dict() for d in restored.diagnostics]
+    for cell in restored.notebook.cells:
+        cell.metadata.setdefault("tags", [])  # papermill reads every cell's tags
+    restored.notebook.metadata.setdefault("papermill", {})
     nb = pmp.parameterize_notebook(restored.notebook, job["parameters"], report_mode=False,
                                    kernel_name="python3", language="python")
     # papermill inserted one cell: shift graded indices after it
@@ -141,7 +162,10 @@ def run(args) -> int:
                                [(c.metadata.nbgrader["grade_id"], float(c.metadata.nbgrader.get("points", 0)))
                                 for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")])
     done = writer.done()
-    todo = [j for j in jobs if args.force or done.get(j["student"], {}).get("hash") != j["hash"]]
+    def current(j):  # graded before, unchanged, and not a grader failure
+        entry = done.get(j["student"], {})
+        return entry.get("hash") == j["hash"] and not entry.get("grader_error")
+    todo = [j for j in jobs if args.force or not current(j)]
     skipped = len(jobs) - len(todo)
     print(f"autograder: {len(jobs)} submissions of {args.assignment}, {skipped} unchanged and already graded, "
           f"{len(todo)} to grade; isolation: {level}"

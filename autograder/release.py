@@ -255,6 +255,9 @@ def run(args: argparse.Namespace) -> int:
         root = course_root(args.root)
         available = list_assignments(root, _course_config(root).CourseDirectory.get("source_directory", "solutions"))
         names = available if args.all else list(args.assignments)
+        if args.all and not names:
+            print(f"autograder release: no assignments under {root}/solutions: nothing to do")
+            return 0
         if not names:
             print("autograder release: name an assignment or pass --all "
                   f"(available: {', '.join(available) or 'none'})", file=sys.stderr)

@@ -1,9 +1,15 @@
 """dlcourse: the library that the course's book chapters and assignments import.
 
 One idea per module:
-  runtime  -- device choice, seeding, per-process CPU thread budget, notebook setup
-Further modules (convolution arithmetic, data sets, training, models) are added by the
-chapters that need them and documented in their own docstrings.
+  runtime      -- device choice, seeding, per-process CPU thread budget, notebook setup
+  conv         -- convolution arithmetic: output size, parameters, cost, receptive field,
+                  a readable loop convolution and pooling (chapter 1)
+  explorer     -- the ipywidgets convolution explorer that also works in the static book
+  activations  -- activations, their derivatives, stable cross-entropy, dropout, hinge (chapter 2)
+  datasets     -- verified data sets (MNIST, digits, The Time Machine) and synthetic ones
+  train, plots, summary, models -- the training toolkit and reference models (chapter 3 on)
+Submodules are imported on demand (`from dlcourse import conv`), so that importing the
+package stays cheap.
 """
 from dlcourse.runtime import choose_device, seed_everything, set_thread_budget, setup
 

@@ -55,7 +55,7 @@ class LoopbackServer:
         self.httpd.requests = []
         self.httpd.cut_off = {}
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def requests(self) -> list[str]:

@@ -96,8 +96,38 @@ def _merge(app, env, docnames, other):
     env.dlc_launch.update({d: p for d, p in getattr(other, "dlc_launch", {}).items() if d in docnames})
 
 
+def _static_and_theme_defaults(app):
+    """Serve book/_ext/static/ (widgets-offline.js) and give the theme a colour mode.
+
+    pydata-sphinx-theme logs a console error ("Got invalid theme mode") on a first visit
+    when no default mode is in html_context; the browser tests treat console errors as failures.
+    """
+    app.config.html_static_path.append(str(Path(__file__).with_name("static")))
+    app.config.html_context.setdefault("default_mode", "light")  # figures are drawn for light pages
+
+
+def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
+    """Keep one copy of each inline script.
+
+    sphinx-thebe adds its `const THEBE_JS_URL = ...` snippet twice under Jupyter Book, and
+    the second `const` is a SyntaxError in the browser console on every page.
+    """
+    seen, kept = set(), []
+    for script in context.get("script_files", []):
+        body = getattr(script, "attributes", {}).get("body")
+        key = (str(script), body)
+        if body and key in seen:
+            continue
+        seen.add(key)
+        kept.append(script)
+    if "script_files" in context:
+        context["script_files"][:] = kept
+
+
 def setup(app):
     app.add_directive("assignment-launch", AssignmentLaunch)
+    app.connect("builder-inited", _static_and_theme_defaults)
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("html-page-context", add_header_links, priority=502)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)

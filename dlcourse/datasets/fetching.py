@@ -192,9 +192,8 @@ def fetch(name: str, *, progress: bool = True, registry: str | os.PathLike | Non
     problems: list[str] = []
     corrupt: list[ChecksumError] = []
 
-    preferred = preferred_cache_dir() / entry.path
-    cached = [preferred] + ([_fallback_cache() / entry.path] if _fallback_cache() != preferred.parent else [])
-    for path in dict.fromkeys(cached):
+    # The configured cache, then the fallback used when it was read-only (deduplicated).
+    for path in dict.fromkeys([preferred_cache_dir() / entry.path, _fallback_cache() / entry.path]):
         if path.is_file():
             try:
                 verify(path, entry)

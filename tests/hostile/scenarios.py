@@ -79,7 +79,7 @@ SCENARIOS = {
                                          "def relu(x):\n    return x.clamp(min=0)"), 3, "File too large"),
     "reads_solutions": (lambda r: fill(r, add="import glob\nfound = glob.glob('/work/**/solutions/**/*.ipynb', recursive=True) + glob.glob('/tmp/**/*.ipynb', recursive=True)\n"
                                              "assert not found, found\ndef add(a, b):\n    return a + b"), 5, None),
-    "reads_gradebook": (lambda r: fill(r, add="import glob\nfound = glob.glob('/**/gradebook.db', recursive=True) + glob.glob('/**/journal.jsonl', recursive=True)\n"
+    "reads_gradebook": (lambda r: fill(r, add="import glob\nfound = [p for d in ('/work', '/tmp', '/root', '/home', '/srv')\n         for p in glob.glob(d + '/**/gradebook.db', recursive=True) + glob.glob(d + '/**/journal.jsonl', recursive=True)]\n"
                                              "assert not found, found\ndef add(a, b):\n    return a + b"), 5, None),
     "network": (lambda r: fill(r, add="import socket\ns = socket.socket()\ns.settimeout(2)\ntry:\n    s.connect(('127.0.0.1', PORT))\n    LEAK = 'connected'\n"
                                       "except OSError as e:\n    LEAK = None\nassert LEAK is None\ndef add(a, b):\n    return a + b"), 5, None),

@@ -1,0 +1,174 @@
+"""Fixtures of the browser tests: the built book served on loopback, and headless Chromium.
+
+The book (``_build/html``, or ``$BOOK_HTML``) is served by a real ``http.server`` on
+127.0.0.1 in a thread. Chromium (the system one, ``/usr/bin/chromium`` or ``$CHROMIUM``)
+is driven by Playwright. Every request to a host other than 127.0.0.1 is recorded and
+aborted: the site must work inside a firewall, so any such request is a failure.
+
+Every page in the table of contents is visited once per session (``visits``), and what
+happened there (console errors, failed requests, outside requests, images without alt
+text) is kept for the tests to judge; a screenshot of each page goes to
+``<build>/screenshots/``.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import pathlib
+import shutil
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def site_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html")).resolve()
+
+
+def toc_pages() -> list[str]:
+    """Docnames of every page in _toc.yml, root first (e.g. 'book/01-convolution/index')."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                pages.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return pages
+
+
+def book_config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+@pytest.fixture(scope="session")
+def site() -> pathlib.Path:
+    folder = site_dir()
+    if not (folder / "index.html").is_file():
+        pytest.skip(f"the book is not built in {folder} (run `make book`, or set BOOK_HTML)")
+    return folder
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def base_url(site):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not pathlib.Path(executable).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium, or `make system-deps`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Visit:
+    """What happened while one page loaded."""
+
+    url: str
+    console_errors: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    outside_requests: list[str] = field(default_factory=list)
+    missing_alt: list[str] = field(default_factory=list)
+    math_elements: int = 0
+    mathjax_containers: int = 0
+    mathjax_errors: int = 0
+
+
+class Session:
+    """A browser context that refuses and records every request leaving 127.0.0.1."""
+
+    def __init__(self, browser, base_url):
+        self.base_url = base_url
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.outside: list[str] = []
+        self.context.route("**/*", self._route)
+
+    def _route(self, route):
+        url = route.request.url
+        host = urlsplit(url).hostname
+        if url.startswith(("data:", "blob:", "about:")) or host == "127.0.0.1":
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def open(self, path: str, visit: Visit | None = None):
+        """Open a page, wait until it and its scripts (MathJax, widgets) have settled."""
+        visit = visit or Visit(url=path)
+        page = self.context.new_page()
+        page.on("console", lambda msg: msg.type == "error" and visit.console_errors.append(msg.text))
+        page.on("pageerror", lambda err: visit.console_errors.append(f"uncaught: {err}"))
+        page.on("requestfailed", lambda req: visit.failed_requests.append(f"{req.url} ({req.failure})"))
+        page.on("response", lambda resp: resp.status >= 400 and visit.failed_requests.append(f"{resp.url} (HTTP {resp.status})"))
+        start = len(self.outside)
+        page.goto(f"{self.base_url}/{path}", wait_until="load")
+        # MathJax typesets asynchronously; its startup promise resolves when it is done.
+        page.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+                      " ? MathJax.startup.promise.then(() => true) : true")
+        page.wait_for_load_state("networkidle")
+        visit.outside_requests.extend(self.outside[start:])
+        return page, visit
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture(scope="session")
+def session(browser, base_url):
+    s = Session(browser, base_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def visits(site, session) -> dict[str, Visit]:
+    """Every toc page, loaded once: what happened there; screenshots to <build>/screenshots/."""
+    shots = site.parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    result = {}
+    for doc in toc_pages():
+        path = f"{doc}.html"
+        if not (site / path).is_file():
+            result[doc] = Visit(url=path, failed_requests=[f"{path} was not built"])
+            continue
+        page, visit = session.open(path)
+        visit.missing_alt = page.eval_on_selector_all(
+            "main img", "els => els.filter(e => !(e.getAttribute('alt') || '').trim()).map(e => e.getAttribute('src'))")
+        visit.math_elements = page.locator("main .math").count()
+        visit.mathjax_containers = page.locator("main mjx-container").count()
+        visit.mathjax_errors = page.locator("main mjx-merror").count()
+        page.screenshot(path=str(shots / (doc.replace("/", "__") + ".png")), full_page=True)
+        page.close()
+        result[doc] = visit
+    return result

@@ -1,0 +1,202 @@
+"""The built book as a reader meets it: headless Chromium on the HTML served from loopback.
+
+Needs the built book (`make book`; `make test` builds it first) and /usr/bin/chromium.
+"""
+from __future__ import annotations
+
+import html.parser
+import pathlib
+import re
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+import torch
+
+from conftest import ROOT, book_config, toc_pages
+
+pytestmark = pytest.mark.browser
+CHAPTER_PAGES = [d for d in toc_pages() if re.match(r"book/\d\d-", d)]
+
+
+@pytest.mark.parametrize("doc", toc_pages())
+def test_page_loads_with_no_console_error_failed_or_outside_request(visits, doc):
+    visit = visits[doc]
+    assert not visit.console_errors, f"{doc}: console errors {visit.console_errors}"
+    assert not visit.failed_requests, f"{doc}: failed requests {visit.failed_requests}"
+    assert not visit.outside_requests, f"{doc}: requests leaving 127.0.0.1 {visit.outside_requests}"
+
+
+def test_every_content_image_has_alt_text(visits):
+    missing = {doc: v.missing_alt for doc, v in visits.items() if v.missing_alt}
+    assert not missing, f"images without alt text: {missing}"
+
+
+def test_equations_render_as_math(visits):
+    with_math = {doc: v for doc, v in visits.items() if v.math_elements}
+    assert any(doc in CHAPTER_PAGES for doc in with_math), "no chapter page has any math to render"
+    for doc, v in with_math.items():
+        # every display/inline math element becomes (at least) one MathJax container
+        assert v.mathjax_containers >= v.math_elements, (
+            f"{doc}: {v.math_elements} math elements but {v.mathjax_containers} rendered by MathJax")
+        assert v.mathjax_errors == 0, f"{doc}: {v.mathjax_errors} TeX errors (mjx-merror)"
+
+
+def test_screenshots_of_chapter_pages_are_written(visits, site):
+    for doc in CHAPTER_PAGES:
+        shot = site.parent / "screenshots" / (doc.replace("/", "__") + ".png")
+        assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot of {doc} at {shot}"
+
+
+# ---------------------------------------------------------------- convolution explorer
+def _explorer_page(site: pathlib.Path) -> str:
+    for doc in toc_pages():
+        if doc.startswith("book/01-"):
+            text = (site / f"{doc}.html").read_text(errors="replace")
+            if "application/vnd.jupyter.widget-state+json" in text and "Output: " in text:
+                return f"{doc}.html"
+    pytest.fail("no chapter 1 page embeds the convolution explorer's widget state")
+
+
+def _explorer_state(page):
+    """(slider label -> value, visible 'Output: H x W' texts) as the reader sees them."""
+    sliders = page.eval_on_selector_all(
+        ".widget-slider", "els => els.map(e => [e.querySelector('.widget-label').innerText.trim(),"
+                          " e.querySelector('.widget-readout').innerText.trim()])")
+    views = page.eval_on_selector_all(
+        ".widget-html-content", "els => els.filter(e => e.offsetParent !== null).map(e => e.innerText)")
+    outputs = [m.group(0) for text in views for m in re.finditer(r"Output: \d+ x \d+", text)]
+    return dict(sliders), outputs
+
+
+def _torch_output(sliders: dict[str, str], n: int = 5) -> str:
+    """The output size PyTorch's conv2d gives for the sliders' setting on an n x n input."""
+    values = {label.split()[0].lower(): int(v) for label, v in sliders.items()}
+    out = torch.nn.functional.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, values["kernel"], values["kernel"]),
+                                     stride=values["stride"], padding=values["padding"], dilation=values["dilation"])
+    return f"Output: {out.shape[2]} x {out.shape[3]}"
+
+
+def test_convolution_explorer_responds_to_a_slider(site, session):
+    page, visit = session.open(_explorer_page(site))
+    page.wait_for_selector(".widget-slider .noUi-handle", timeout=15_000)
+    sliders, before = _explorer_state(page)
+    assert set(k.split()[0].lower() for k in sliders) >= {"kernel", "stride", "padding", "dilation"}, sliders
+    assert before == [_torch_output(sliders)], (sliders, before)
+
+    # Move the kernel-size slider one step with the keyboard, as a reader would.
+    kernel = page.locator(".widget-slider", has_text=re.compile("kernel", re.I)).locator(".noUi-handle")
+    kernel.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "before => ![...document.querySelectorAll('.widget-html-content')]"
+        ".filter(e => e.offsetParent !== null).some(e => e.innerText.includes(before))",
+        arg=before[0], timeout=10_000)
+    after_sliders, after = _explorer_state(page)
+    assert after_sliders != sliders, "the slider did not move"
+    assert after != before, "the explorer did not change when the slider moved"
+    assert after == [_torch_output(after_sliders)], (after_sliders, after)
+    assert not visit.console_errors and not visit.failed_requests and not visit.outside_requests, visit
+    page.close()
+
+
+# ---------------------------------------------------------------- launch buttons
+def _expected_launch_urls(notebook_path: str) -> dict[str, str]:
+    """Colab and JupyterHub (nbgitpuller) URLs for a notebook, from _config.yml alone."""
+    config = book_config()
+    repo_url = config["repository"]["url"].rstrip("/")
+    branch = config["repository"].get("branch", "main")
+    org, repo = urlsplit(repo_url).path.strip("/").split("/")[:2]
+    launch = config["launch_buttons"]
+    ui = {"classic": "tree", "jupyterlab": "lab/tree"}[launch.get("notebook_interface", "classic")]
+    return {
+        "colab": f"{launch['colab_url'].rstrip('/')}/github/{org}/{repo}/blob/{branch}/{notebook_path}",
+        "hub": f"{launch['jupyterhub_url'].rstrip('/')}/hub/user-redirect/git-pull",
+        "hub_query": {"repo": [repo_url], "urlpath": [f"{ui}/{repo}/{notebook_path}"], "branch": [branch]},
+    }
+
+
+def _launch_targets() -> list[tuple[str, str]]:
+    """(page, notebook it must open): notebook pages open themselves, assignment pages the release."""
+    targets = []
+    for doc in toc_pages():
+        if (ROOT / f"{doc}.ipynb").is_file():
+            targets.append((doc, f"{doc}.ipynb"))
+        elif doc.startswith("book/assignments/a"):
+            slug = pathlib.PurePosixPath(doc).name
+            targets.append((doc, f"assignments/{slug}/{slug}.ipynb"))
+    return targets
+
+
+def test_launch_buttons_carry_the_urls_configured_in_config_yml(site, session):
+    targets = _launch_targets()
+    assert targets, "no notebook or assignment page in the toc"
+    for doc, notebook in targets:
+        assert (ROOT / notebook).is_file(), f"{doc}: its launch target {notebook} does not exist"
+        page, _ = session.open(f"{doc}.html")
+        hrefs = page.eval_on_selector_all(".dropdown-launch-buttons a, a.launch-link", "els => els.map(e => e.href)")
+        page.close()
+        want = _expected_launch_urls(notebook)
+        assert want["colab"] in hrefs, f"{doc}: no Colab link to {want['colab']} among {hrefs}"
+        hub = [h for h in hrefs if h.startswith(want["hub"])]
+        assert hub, f"{doc}: no JupyterHub link starting {want['hub']} among {hrefs}"
+        for h in hub:
+            assert parse_qs(urlsplit(h).query) == want["hub_query"], f"{doc}: {h}"
+
+
+# ---------------------------------------------------------------- search
+def test_search_finds_a_term_from_a_chapter(site, session):
+    term = "stride"
+    chapter = next((d for d in CHAPTER_PAGES if term in (site / f"{d}.html").read_text().lower()), None)
+    assert chapter, f"no chapter page mentions {term!r}"
+    page, visit = session.open(f"search.html?q={term}")
+    page.wait_for_selector("#search-results ul.search li a", timeout=20_000)
+    found = page.eval_on_selector_all("#search-results ul.search li a", "els => els.map(e => e.href)")
+    page.close()
+    assert any("/book/01-convolution/" in h for h in found), found
+    assert not visit.console_errors and not visit.failed_requests and not visit.outside_requests, visit
+
+
+# ---------------------------------------------------------------- links
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("name"):
+            self.ids.add(attrs["name"])
+        if tag == "a" and attrs.get("href"):
+            self.hrefs.append(attrs["href"])
+
+
+def test_no_broken_internal_links(site):
+    pages = [p for p in site.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts]
+    parsed = {}
+
+    def parse(path):
+        if path not in parsed:
+            parser = _Links()
+            parser.feed(path.read_text(errors="replace"))
+            parsed[path] = parser
+        return parsed[path]
+
+    broken = []
+    for page in pages:
+        for href in parse(page).hrefs:
+            parts = urlsplit(href)
+            if parts.scheme or parts.netloc or href.startswith(("mailto:", "javascript:")):
+                continue
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if target.is_dir():
+                target = target / "index.html"
+            if site not in target.parents and target != site:
+                broken.append(f"{page.relative_to(site)}: {href} leaves the site")
+            elif not target.is_file():
+                broken.append(f"{page.relative_to(site)}: {href} (no file {target.relative_to(site)})")
+            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in parse(target).ids:
+                broken.append(f"{page.relative_to(site)}: {href} (no anchor #{parts.fragment})")
+    assert len(pages) >= len(toc_pages())
+    assert not broken, "broken links:\n" + "\n".join(broken)

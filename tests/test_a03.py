@@ -1,0 +1,101 @@
+"""Assignment a03 (LeNet): the release is current and proven, and the hidden tests reject
+subtly wrong solutions (each mutant below is a plausible student mistake).
+
+Convergence threshold (fast profile: 6,000 training images, 3 epochs, batch 32, Adam 2e-3,
+one CPU thread): the reference solution reached 0.9705, 0.9615, 0.9725, 0.9630, 0.9620
+validation accuracy with SEED = 0..4 (min 0.9615, mean 0.9659); the target is 0.95, a margin
+of more than one point below the worst seed.
+"""
+import pathlib
+
+import nbformat
+import pytest
+
+from autograder import notebook_checks as checks
+from autograder import release
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAME = "a03-lenet"
+SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("a03")]
+
+
+def test_source_is_well_formed():
+    assert checks.validate_source(SOURCE) == []
+    nb = nbformat.read(SOURCE, as_version=4)
+    points = sum(checks.nbgrader_meta(c).get("points", 0) for c in nb.cells if checks.is_graded_test(c))
+    assert points == 25
+
+
+def test_release_is_current_and_proven():
+    # generate again, compare with assignments/, run the solution (must pass) and the
+    # untouched release (every graded cell must fail)
+    release.release_one(ROOT, NAME, check=True, prove=True, echo=lambda *a: None)
+
+
+# (solution text, wrong replacement, graded cell that must now fail). Each group runs as one
+# notebook; within a group the mutants touch different cells and target different tests.
+STRUCTURE_MUTANTS = {
+    "c1_without_bias": (
+        "        self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)\n        self.s2 = nn.MaxPool2d(2, 2)",
+        "        self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2, bias=False)\n        self.s2 = nn.MaxPool2d(2, 2)",
+        "test_lenet5_structure"),
+    "accuracy_in_train_mode": (
+        "    model.eval()\n",
+        "",
+        "test_accuracy"),
+    "subsampling_is_plain_average": (
+        "        s = F.avg_pool2d(x, 2) * 4\n",
+        "        s = F.avg_pool2d(x, 2)\n",
+        "test_lenet1998_layers"),
+    "slide_output_count_without_bias": (
+        '"f6": ((84,), 10_164), "output": ((10,), 850),\n}\nTABLE_1998',
+        '"f6": ((84,), 10_164), "output": ((10,), 840),\n}\nTABLE_1998',
+        "test_tables"),
+}
+POOLING_MUTANTS = {
+    "average_instead_of_max_pooling": (
+        "        self.s2 = nn.MaxPool2d(2, 2)\n",
+        "        self.s2 = nn.AvgPool2d(2, 2)\n",
+        "test_lenet5_agreement"),
+    "dense_c3": (
+        "        self.c3 = SparseC3()\n",
+        "        self.c3 = nn.Conv2d(6, 16, kernel_size=5)\n",
+        "test_lenet1998_counts"),
+}
+TRAINING_MUTANTS = {
+    "gradients_never_zeroed": (
+        "            optimizer.zero_grad()\n",
+        "",
+        "test_convergence"),
+}
+# besides its target a wrong model may also train worse (convergence) or no longer load into
+# the reference model (agreement: a missing bias is a missing state-dict key); no other cell
+MAY_ALSO_FAIL = {"test_convergence", "test_lenet5_agreement"}
+
+
+def _run_mutated(tmp_path, mutants):
+    nb = nbformat.read(SOURCE, as_version=4)
+    for name, (old, new, _) in mutants.items():
+        hits = [c for c in nb.cells if old in c.source]
+        assert len(hits) == 1, f"mutant {name}: solution text not found exactly once"
+        hits[0].source = hits[0].source.replace(old, new)
+    path = tmp_path / f"{NAME}.ipynb"
+    nbformat.write(nb, path)
+    executed = release.execute(path, allow_errors=True)
+    by_id = {checks.nbgrader_meta(c).get("grade_id"): i for i, c in enumerate(executed.cells)}
+    errors = checks.error_cells(executed, by_id.values())
+    return {gid: errors[i] for gid, i in by_id.items() if gid}
+
+
+@pytest.mark.parametrize("mutants", [STRUCTURE_MUTANTS, POOLING_MUTANTS, TRAINING_MUTANTS],
+                         ids=["structure-eval-tables", "pooling-and-c3", "training"])
+def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants):
+    failed = _run_mutated(tmp_path, mutants)
+    targets = {cell for (_, _, cell) in mutants.values()}
+    for name, (_, _, cell) in mutants.items():
+        assert failed[cell], f"mutant {name} passes {cell}"
+    for gid, err in failed.items():
+        if gid.startswith("test_") and gid not in targets | MAY_ALSO_FAIL:
+            assert not err, f"{gid} failed although no mutant targets it"
