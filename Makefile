@@ -41,10 +41,12 @@ system-deps:
 	 fi
 
 book: venv
+	$(PY) book/_vendor/fetch.py
 	$(VENV)/bin/jupyter-book build . --path-output . -q
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
 
 book-strict: venv
+	$(PY) book/_vendor/fetch.py
 	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going -q
 
 unit: venv system-deps

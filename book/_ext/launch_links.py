@@ -115,7 +115,7 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
     seen, kept = set(), []
     for script in context.get("script_files", []):
         body = getattr(script, "attributes", {}).get("body")
-        key = (str(script), body)
+        key = (getattr(script, "filename", None) or "", body)  # None and "" both mean inline
         if body and key in seen:
             continue
         seen.add(key)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import torch
 
-from conftest import ROOT, book_config, toc_pages
+from site_helpers import ROOT, book_config, toc_pages
 
 pytestmark = pytest.mark.browser
 CHAPTER_PAGES = [d for d in toc_pages() if re.match(r"book/\d\d-", d)]

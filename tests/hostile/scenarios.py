@@ -74,7 +74,7 @@ SCENARIOS = {
     "fork_bomb": (lambda r: fill(r, relu="import os\npids = []\ntry:\n    for _ in range(10_000):\n        pid = os.fork()\n"
                                          "        if pid == 0:\n            import time; time.sleep(30); os._exit(0)\n        pids.append(pid)\n"
                                          "except OSError as e:\n    print('fork refused after', len(pids), e)\n"
-                                         "def relu(x):\n    return x.clamp(min=0)"), 5, None),
+                                         "def relu(x):\n    return x.clamp(min=0)"), 3, "time limit"),
     "huge_file": (lambda r: fill(r, relu="with open('big.bin', 'wb') as f:\n    f.write(b'0' * (200 * 1024**2))\n"
                                          "def relu(x):\n    return x.clamp(min=0)"), 3, "File too large"),
     "reads_solutions": (lambda r: fill(r, add="import glob\nfound = glob.glob('/work/**/solutions/**/*.ipynb', recursive=True) + glob.glob('/tmp/**/*.ipynb', recursive=True)\n"

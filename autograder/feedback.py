@@ -1,0 +1,42 @@
+"""`autograder feedback`: one HTML page per student.
+
+Each test shows its name, pass/fail, points and the error message only: never the
+test's source (stock nbgrader's feedback shows the hidden tests). Built from the
+journal, which holds no test source at all.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from autograder.results import load
+
+
+def page(assignment: str, e: dict) -> str:
+    rows = "".join(
+        f"<tr class='{t['status'].replace(' ', '-')}'><td>{html.escape(t['grade_id'])}</td><td>{html.escape(t['status'])}</td>"
+        f"<td>{t['score']:g} / {t['points']:g}</td><td>{html.escape(t['message'])}</td></tr>" for t in e["tests"])
+    notes = "".join(f"<li>{html.escape(d['message'])}</li>" for d in e["diagnostics"])
+    got, total = sum(t["score"] for t in e["tests"]), sum(t["points"] for t in e["tests"])
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(assignment)}: {html.escape(e['student'])}</title>"
+            "<style>td,th{border:1px solid #ccc;padding:4px}.passed{background:#e6ffe6}.failed,.not-run,.tampered{background:#ffe6e6}</style>"
+            f"</head><body><h1>{html.escape(assignment)}: feedback for {html.escape(e['student'])}</h1>"
+            f"<p>Score: <b>{got:g} / {total:g}</b></p><table><tr><th>test</th><th>result</th><th>points</th><th>message</th></tr>{rows}</table>"
+            + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "") + "</body></html>")
+
+
+def run(args) -> int:
+    meta, entries = load(Path(args.output))
+    out = Path(args.output) / "feedback"
+    out.mkdir(exist_ok=True)
+    for student, e in entries.items():
+        (out / f"{student}.html").write_text(page(meta["assignment"], e))
+    print(f"feedback for {len(entries)} students in {out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    from autograder.grade import add_common
+    p = subparsers.add_parser("feedback", help="per-student HTML feedback (no hidden test source)")
+    add_common(p)
+    p.set_defaults(func=run)

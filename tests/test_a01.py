@@ -1,0 +1,69 @@
+"""Assignment a01-convolution: the committed release is current, the solution passes every
+test, the untouched release fails every graded cell, and the stubs sit where the
+solutions were."""
+from __future__ import annotations
+
+import pathlib
+import re
+
+import nbformat
+import pytest
+
+from autograder import notebook_checks as checks
+from autograder import release
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NAME = "a01-convolution"
+SOURCE = REPO / "solutions" / NAME / f"{NAME}.ipynb"
+RELEASED = REPO / "assignments" / NAME / f"{NAME}.ipynb"
+FUNCTIONS = ["conv_output_size", "conv_param_count", "receptive_field", "conv2d_naive", "conv2d_im2col",
+             "max_pool2d", "avg_pool2d", "max_pool2d_backward"]
+
+
+def _by_grade_id(nb):
+    return {checks.nbgrader_meta(c)["grade_id"]: c for c in nb.cells if checks.nbgrader_meta(c).get("grade_id")}
+
+
+def test_source_notebook_is_well_formed():
+    assert checks.validate_source(SOURCE) == []
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("release")
+def test_release_is_current_and_both_proofs_hold():
+    # regenerates into a temporary folder, compares with assignments/, runs the solution
+    # (must pass everything) and the untouched release (every graded cell must fail)
+    release.release_one(REPO, NAME, check=True, prove=True, echo=lambda *_: None)
+
+
+def test_released_notebook_has_stubs_where_the_solutions_were():
+    source, released = _by_grade_id(nbformat.read(SOURCE, 4)), _by_grade_id(nbformat.read(RELEASED, 4))
+    assert source.keys() == released.keys()
+    solutions = [gid for gid, c in source.items() if checks.nbgrader_meta(c).get("solution")]
+    assert len(solutions) >= 6
+    for gid in solutions:
+        src, rel = source[gid].source, released[gid].source
+        # the stub replaces each solution region ...
+        assert rel.count("raise NotImplementedError()") == src.count(checks.BEGIN_SOLUTION), gid
+        assert checks.BEGIN_SOLUTION not in rel
+        # ... and everything outside the regions (signatures, docstrings) is kept
+        outside = re.sub(r"[ \t]*### BEGIN SOLUTION.*?### END SOLUTION\n?", "", src, flags=re.S)
+        for line in outside.splitlines():
+            assert line in rel.splitlines(), (gid, line)
+    released_text = RELEASED.read_text()
+    for fn in FUNCTIONS:  # every function the students write is still declared
+        assert f"def {fn}(" in released_text, fn
+
+
+def test_graded_cells_and_points_survive_the_release():
+    source, released = nbformat.read(SOURCE, 4), nbformat.read(RELEASED, 4)
+    points = {checks.nbgrader_meta(c)["grade_id"]: checks.nbgrader_meta(c)["points"]
+              for c in source.cells if checks.is_graded_test(c)}
+    assert points == {checks.nbgrader_meta(c)["grade_id"]: checks.nbgrader_meta(c)["points"]
+                      for c in released.cells if checks.is_graded_test(c)}
+    assert 20 <= sum(points.values()) <= 30 and len(points) >= 6
+    # every graded cell has hidden tests in the source and none in the release
+    src_cells = _by_grade_id(source)
+    for gid in points:
+        assert checks.BEGIN_HIDDEN in src_cells[gid].source, gid
+    assert checks.check_released(SOURCE, RELEASED) == []

@@ -1,0 +1,177 @@
+"""End-to-end tests of `autograder grade` on the fixture assignment `fix` (5 points).
+
+One batch grades every scenario of tests/hostile/scenarios.py (hostile, malformed and
+honest submissions) with two workers; each scenario's score is compared with what
+its functions truly earn, and its diagnostic must name the problem.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+from scenarios import SCENARIOS, build  # noqa: E402
+
+ROOT = Path(__file__).parent / "fixtures" / "grading"
+PY = sys.executable
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grading")]
+
+
+def grade(subs, out, *extra):
+    cmd = [PY, "-m", "autograder", "grade", "fix", str(subs), "--root", str(ROOT), "--output", str(out),
+           "--cell-timeout", "8", "--quiet", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={"DLCOURSE_THREADS": "1", "PATH": "/usr/bin:/bin"})
+
+
+def journal(out):
+    return {json.loads(l)["student"]: json.loads(l) for l in (out / "journal.jsonl").read_text().splitlines()}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grading")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    connections = []
+    threading.Thread(target=lambda: connections.append(listener.accept()), daemon=True).start()
+    release = nbformat.read(ROOT / "assignments" / "fix" / "fix.ipynb", as_version=4)
+    subs = tmp / "subs"
+    subs.mkdir()
+    for name in SCENARIOS:
+        build(name, release, subs, port=listener.getsockname()[1])
+    out = tmp / "out"
+    proc = grade(subs, out, "--workers", "2")
+    listener.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"subs": subs, "out": out, "stdout": proc.stdout, "stderr": proc.stderr, "connections": connections}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_scenario_scored_and_diagnosed(batch, name):
+    entry = journal(batch["out"])[name]
+    _, expected, clue = SCENARIOS[name]
+    assert sum(t["score"] for t in entry["tests"]) == expected, entry
+    text = json.dumps(entry["diagnostics"] + entry["flags"] + [t["message"] for t in entry["tests"]])
+    if clue == "tamper":
+        assert entry["flags"] and any(t["status"] == "tampered" for t in entry["tests"]), entry
+    elif clue:
+        assert clue in text, entry
+    if clue != "tamper":
+        assert not entry["flags"], entry  # honest or merely broken code is not called tampering
+
+
+def test_network_listener_never_reached(batch):
+    assert batch["connections"] == []
+
+
+def test_summary_and_isolation_reported(batch):
+    assert "isolation: bwrap" in batch["stderr"] or "WARNING: no filesystem" in batch["stderr"]
+    for name in SCENARIOS:
+        assert name in batch["stdout"]
+
+
+def test_feedback_hides_hidden_tests(batch):
+    out = batch["out"]
+    subprocess.run([PY, "-m", "autograder", "feedback", "--output", str(out)], check=True, capture_output=True)
+    pages = {p.stem: p.read_text() for p in (out / "feedback").glob("*.html")}
+    assert set(pages) == set(SCENARIOS)
+    hidden = [l for c in nbformat.read(ROOT / "solutions/fix/fix.ipynb", as_version=4).cells
+              for l in c.source.split("### BEGIN HIDDEN TESTS")[-1].splitlines()[1:-1] if "HIDDEN TESTS" in c.source]
+    assert hidden
+    for html in pages.values():
+        assert "HIDDEN_MARKER_fix" not in html and "test_relu" in html
+        assert not any(line.strip() in html for line in hidden if line.strip())
+    assert "NameError" in pages["partial"] or "AssertionError" in pages["partial"]
+
+
+def test_export_and_report(batch):
+    out = batch["out"]
+    subprocess.run([PY, "-m", "autograder", "export", "--output", str(out)], check=True, capture_output=True)
+    subprocess.run([PY, "-m", "autograder", "report", "--output", str(out)], check=True, capture_output=True)
+    rows = {r["student"]: r for r in csv.DictReader((out / "grades.csv").open())}
+    j = journal(out)
+    for name, r in rows.items():
+        for t in j[name]["tests"]:
+            assert float(r[t["grade_id"]]) == t["score"]
+    assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    assert "patch_allclose" in (out / "report.md").read_text().split("tampering")[1]
+
+
+def test_rerun_skips_unchanged_and_resumes(batch, tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("correct", "partial", "untouched"):
+        shutil.copy(batch["subs"] / f"{name}.ipynb", subs)
+    out = tmp_path / "out"
+    assert grade(subs, out).returncode == 0
+    again = grade(subs, out)
+    assert "3 unchanged and already graded, 0 to grade" in again.stderr
+    # a crash mid-batch: one line lost, one half written -> only that student is graded again
+    lines = (out / "journal.jsonl").read_text().splitlines()
+    (out / "journal.jsonl").write_text("\n".join(lines[:2]) + '\n{"student": "untou')
+    resumed = grade(subs, out)
+    assert "2 unchanged and already graded, 1 to grade" in resumed.stderr
+    assert sum(t["score"] for t in journal(out)["untouched"]["tests"]) == 0
+    forced = grade(subs, out, "--force")
+    assert "3 to grade" in forced.stderr
+
+
+def test_nbgrader_layout(batch, tmp_path):
+    for name in ("correct", "partial"):
+        d = tmp_path / "submitted" / name / "fix"
+        d.mkdir(parents=True)
+        shutil.copy(batch["subs"] / f"{name}.ipynb", d / "fix.ipynb")
+    out = tmp_path / "out"
+    assert grade(tmp_path / "submitted", out).returncode == 0
+    j = journal(out)
+    assert {k: sum(t["score"] for t in v["tests"]) for k, v in j.items()} == {"correct": 5, "partial": 3}
+
+
+def test_dask_cluster_matches_local(batch, tmp_path):
+    port = _free_port()
+    env = {"DLCOURSE_THREADS": "1", "PATH": f"{Path(PY).parent}:/usr/bin:/bin"}
+    bindir = Path(PY).parent
+    procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(3)
+        for _ in range(2):
+            procs.append(subprocess.Popen([str(bindir / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
+                                           "--no-dashboard", "--nworkers", "1"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(4)
+        subs = tmp_path / "subs"
+        subs.mkdir()
+        for name in ("correct", "partial", "patch_allclose"):
+            shutil.copy(batch["subs"] / f"{name}.ipynb", subs)
+        out = tmp_path / "out"
+        proc = grade(subs, out, "--scheduler", f"tcp://127.0.0.1:{port}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    local = journal(batch["out"])
+    for name, entry in journal(out).items():
+        assert [t["score"] for t in entry["tests"]] == [t["score"] for t in local[name]["tests"]]
+        assert bool(entry["flags"]) == bool(local[name]["flags"])
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
