@@ -67,8 +67,10 @@ class GradeWriter:
             grade.auto_score = test["score"]
             grade.needs_manual_grade = test["status"] == "tampered"
         self.gb.db.commit()
+        torn = self.journal.exists() and self.journal.stat().st_size and not self.journal.read_bytes().endswith(b"\n")
         with self.journal.open("a") as fh:
-            fh.write(json.dumps(result) + "\n")
+            # after a crash the last line may be half written: end it, never extend it
+            fh.write(("\n" if torn else "") + json.dumps(result) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 

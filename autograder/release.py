@@ -140,6 +140,7 @@ def execute(nb_path: pathlib.Path, allow_errors: bool, timeout: int = DEFAULT_CE
     with tempfile.TemporaryDirectory(prefix="release-run-") as workdir:
         shutil.copytree(nb_path.parent, workdir, dirs_exist_ok=True)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no TCP-transport warning
                                 interrupt_on_timeout=True, resources={"metadata": {"path": workdir}})
         try:
             client.execute(env=env, cwd=workdir)
@@ -204,8 +205,12 @@ def _differences(fresh: pathlib.Path, committed: pathlib.Path) -> list[str]:
 
 # --------------------------------------------------------------------------- one assignment
 def release_one(root: pathlib.Path, assignment: str, check: bool = False, prove: bool = True,
-                timeout: int = DEFAULT_CELL_TIMEOUT, echo=print) -> None:
-    """Release (or with `check`, verify) one assignment; raise ReleaseError on any failure."""
+                timeout: int = DEFAULT_CELL_TIMEOUT, echo=None) -> None:
+    """Release (or with `check`, verify) one assignment; raise ReleaseError on any failure.
+
+    `echo` receives one progress line per step (default: printed to stdout).
+    """
+    echo = echo or (lambda line: print(line, flush=True))
     cfg = _course_config(root)
     source_dir = cfg.CourseDirectory.get("source_directory", "solutions")
     release_dir = cfg.CourseDirectory.get("release_directory", "assignments")
