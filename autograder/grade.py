@@ -28,6 +28,7 @@ from autograder.restore import SubmissionError, read_submission, restore
 from autograder.sandbox import Limits, isolation
 
 DEFAULT_OUTPUT = "_grading"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- finding things

@@ -182,3 +182,15 @@ def _free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def test_demo_grades_a01_samples(tmp_path):
+    """make grade-demo: correct earns everything, broken and hostile nothing, partial in between."""
+    proc = subprocess.run([PY, "-m", "autograder", "demo", "--output", str(tmp_path / "demo")], capture_output=True,
+                          text=True, timeout=600, env={"DLCOURSE_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    j = journal(tmp_path / "demo")
+    score = {k: sum(t["score"] for t in v["tests"]) for k, v in j.items()}
+    top = sum(t["points"] for t in j["correct"]["tests"])
+    assert score["correct"] == top > score["partial"] > 0 == score["broken"] == score["hostile"]
+    assert j["hostile"]["flags"] and "demo results:" in proc.stdout

@@ -71,6 +71,7 @@ class Visit:
     failed_requests: list[str] = field(default_factory=list)
     outside_requests: list[str] = field(default_factory=list)
     missing_alt: list[str] = field(default_factory=list)
+    launch_hrefs: list[str] = field(default_factory=list)
     math_elements: int = 0
     mathjax_containers: int = 0
     mathjax_errors: int = 0
@@ -136,6 +137,8 @@ def visits(site, session) -> dict[str, Visit]:
         page, visit = session.open(path)
         visit.missing_alt = page.eval_on_selector_all(
             "main img", "els => els.filter(e => !(e.getAttribute('alt') || '').trim()).map(e => e.getAttribute('src'))")
+        visit.launch_hrefs = page.eval_on_selector_all(
+            ".dropdown-launch-buttons a, a.launch-link", "els => els.map(e => e.href)")
         visit.math_elements = page.locator("main .math").count()
         visit.mathjax_containers = page.locator("main mjx-container").count()
         visit.mathjax_errors = page.locator("main mjx-merror").count()
