@@ -19,20 +19,36 @@ from autograder.grade import REPO_ROOT, run as grade_run
 SOLUTION = re.compile(r"[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)[ \t]*### END SOLUTION[^\n]*\n?", re.S)
 
 
-def samples(root: Path, assignment: str, folder: Path) -> None:
+def solution_answers(source: nbformat.NotebookNode) -> dict[str, str]:
+    """grade_id -> the instructor's solution code (BEGIN/END SOLUTION markers removed)."""
+    return {c.metadata["nbgrader"]["grade_id"]: SOLUTION.sub(r"\1", c.source) for c in source.cells
+            if c.metadata.get("nbgrader", {}).get("solution")}
+
+
+def fill_release(release: nbformat.NotebookNode, answers: dict[str, str], keep) -> nbformat.NotebookNode:
+    """A student's notebook: the release with the solution cells in `keep` answered."""
+    nb = copy.deepcopy(release)
+    for c in nb.cells:
+        gid = c.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers and gid in keep:
+            c.source = answers[gid]
+    return nb
+
+
+def load_assignment(root: Path, assignment: str) -> tuple[nbformat.NotebookNode, nbformat.NotebookNode, str]:
+    """(source notebook, released notebook, notebook file name) of an assignment."""
     src_path = next((root / "solutions" / assignment).glob("*.ipynb"))
     source = nbformat.read(src_path, as_version=4)
     release = nbformat.read(root / "assignments" / assignment / src_path.name, as_version=4)
-    answers = {c.metadata["nbgrader"]["grade_id"]: SOLUTION.sub(r"\1", c.source) for c in source.cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
+    return source, release, src_path.name
+
+
+def samples(root: Path, assignment: str, folder: Path) -> None:
+    source, release, _ = load_assignment(root, assignment)
+    answers = solution_answers(source)
 
     def filled(keep):
-        nb = copy.deepcopy(release)
-        for c in nb.cells:
-            gid = c.metadata.get("nbgrader", {}).get("grade_id")
-            if gid in answers and gid in keep:
-                c.source = answers[gid]
-        return nb
+        return fill_release(release, answers, keep)
 
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(filled(set(answers)), folder / "correct.ipynb")

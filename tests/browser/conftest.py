@@ -136,7 +136,8 @@ def visits(site, session) -> dict[str, Visit]:
             continue
         page, visit = session.open(path)
         visit.missing_alt = page.eval_on_selector_all(
-            "main img", "els => els.filter(e => !(e.getAttribute('alt') || '').trim()).map(e => e.getAttribute('src'))")
+            "main img", "els => els.filter(e => { const alt = (e.getAttribute('alt') || '').trim();"
+                        " return !alt || /\\.(png|jpe?g|svg|gif|webp)$/i.test(alt); }).map(e => e.getAttribute('src'))")
         visit.launch_hrefs = page.eval_on_selector_all(
             ".dropdown-launch-buttons a, a.launch-link", "els => els.map(e => e.href)")
         visit.math_elements = page.locator("main .math").count()

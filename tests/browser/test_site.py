@@ -28,7 +28,7 @@ def test_page_loads_with_no_console_error_failed_or_outside_request(visits, doc)
 
 def test_every_content_image_has_alt_text(visits):
     missing = {doc: v.missing_alt for doc, v in visits.items() if v.missing_alt}
-    assert not missing, f"images without alt text: {missing}"
+    assert not missing, f"images without alt text (or with a file name as alt text): {missing}"
 
 
 def test_equations_render_as_math(visits):
