@@ -8,9 +8,8 @@ STAMP := $(VENV)/.installed
 # Every notebook-running process gets its share of the cores (see dlcourse/runtime.py).
 export DLCOURSE_THREADS ?= 1
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
-.PHONY: help venv system-deps book book-strict test unit browser-test release release-check grade-demo bench freeze clean
+.PHONY: help venv vendor system-deps book book-strict test unit browser-test release release-check grade-demo bench freeze clean
 
 help:
 	@echo "make book        build the HTML book into _build/html (fast profile, cached execution)"
@@ -40,16 +39,19 @@ system-deps:
 	   else echo "warning: missing$$missing (install them with apt-get as root)"; fi; \
 	 fi
 
-book: venv
+# MathJax, the widget manager and require.js from the npm registry, hash-checked, so
+# that the built site works with no internet access (see book/_vendor/README.md).
+vendor: venv
 	$(PY) book/_vendor/fetch.py
+
+book: venv vendor
 	$(VENV)/bin/jupyter-book build . --path-output . -q
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
 
-book-strict: venv
-	$(PY) book/_vendor/fetch.py
+book-strict: venv vendor
 	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going -q
 
-unit: venv system-deps
+unit: venv vendor system-deps
 	$(PY) -m pytest -m "not browser" -n 2 --dist loadgroup
 
 browser-test: venv system-deps

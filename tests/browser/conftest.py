@@ -71,6 +71,7 @@ class Visit:
     failed_requests: list[str] = field(default_factory=list)
     outside_requests: list[str] = field(default_factory=list)
     missing_alt: list[str] = field(default_factory=list)
+    content_images: int = 0  # images in the page's content that actually loaded
     launch_hrefs: list[str] = field(default_factory=list)
     math_elements: int = 0
     mathjax_containers: int = 0
@@ -138,6 +139,9 @@ def visits(site, session) -> dict[str, Visit]:
         visit.missing_alt = page.eval_on_selector_all(
             "main img", "els => els.filter(e => { const alt = (e.getAttribute('alt') || '').trim();"
                         " return !alt || /\\.(png|jpe?g|svg|gif|webp)$/i.test(alt); }).map(e => e.getAttribute('src'))")
+        visit.content_images = page.eval_on_selector_all(
+            "main img", "els => els.filter(e => e.complete && e.naturalWidth > 0"
+                        " && !/logo/i.test(e.getAttribute('src') || '')).length")
         visit.launch_hrefs = page.eval_on_selector_all(
             ".dropdown-launch-buttons a, a.launch-link", "els => els.map(e => e.href)")
         visit.math_elements = page.locator("main .math").count()

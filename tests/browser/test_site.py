@@ -31,6 +31,15 @@ def test_every_content_image_has_alt_text(visits):
     assert not missing, f"images without alt text (or with a file name as alt text): {missing}"
 
 
+def test_notebooks_that_plot_show_their_figures(visits):
+    # A kernel that runs with a non-inline matplotlib backend (MPLBACKEND=Agg, say) silently
+    # drops every figure; the alt-text check above would then pass on an empty page.
+    for doc in CHAPTER_PAGES:
+        source = ROOT / f"{doc}.ipynb"
+        if source.is_file() and "plt." in source.read_text():
+            assert visits[doc].content_images > 0, f"{doc}: the notebook plots, but the page shows no figure"
+
+
 def test_equations_render_as_math(visits):
     with_math = {doc: v for doc, v in visits.items() if v.math_elements}
     assert any(doc in CHAPTER_PAGES for doc in with_math), "no chapter page has any math to render"
