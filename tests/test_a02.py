@@ -7,6 +7,7 @@ import pytest
 
 from autograder import notebook_checks as checks
 from autograder import release
+from mutation_helpers import assert_each_mutant_caught, run_mutated
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "a02-building-blocks"
@@ -69,27 +70,7 @@ LIBRARY_MUTANTS = {
 }
 
 
-def _run_mutated(tmp_path, mutants):
-    nb = nbformat.read(SOURCE, as_version=4)
-    for name, (old, new, _) in mutants.items():
-        hits = [c for c in nb.cells if old in c.source]
-        assert len(hits) == 1, f"mutant {name}: solution text not found exactly once"
-        hits[0].source = hits[0].source.replace(old, new)
-    path = tmp_path / f"{NAME}.ipynb"
-    nbformat.write(nb, path)
-    executed = release.execute(path, allow_errors=True)
-    by_id = {checks.nbgrader_meta(c).get("grade_id"): i for i, c in enumerate(executed.cells)}
-    errors = checks.error_cells(executed, by_id.values())
-    return {gid: errors[i] for gid, i in by_id.items() if gid}
-
-
 @pytest.mark.parametrize("mutants", [MUTANTS, LIBRARY_MUTANTS], ids=["mistakes", "library-and-eval"])
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants):
-    failed = _run_mutated(tmp_path, mutants)
-    targets = {cell for (_, _, cell) in mutants.values()}
-    for name, (_, _, cell) in mutants.items():
-        assert failed[cell], f"mutant {name} passes {cell}"
-    # the mutants were chosen to break only their own cell
-    for gid, err in failed.items():
-        if gid.startswith("test_") and gid not in targets:
-            assert not err, f"{gid} failed although no mutant targets it"
+    failed = run_mutated(SOURCE, tmp_path, mutants)
+    assert_each_mutant_caught(failed, mutants)
