@@ -168,8 +168,10 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                           "injected-parameters" not in c.metadata.get("tags", [])), len(nb.cells))
     probe = guard_expression(names_used([nb.cells[g.index].source for g in graded]) + ["print"])
     km = SandboxKernelManager(workdir=workdir, limits=limits, level=level, hide=hide, threads=threads)
+    # shutdown "immediate": the kernel and its work directory are thrown away after the last
+    # cell, so waiting for a graceful exit would only keep this worker's core idle
     client = CappedClient(nb, km=km, timeout=limits.cell_timeout, allow_errors=True, record_timing=False,
-                          startup_timeout=120, shell_timeout_interval=1, iopub_timeout=4)
+                          startup_timeout=120, shell_timeout_interval=1, iopub_timeout=4, shutdown_kernel="immediate")
     client.cap_bytes = limits.output_kb * 1024
     replies: dict[int, dict] = {}
     client.on_cell_executed = lambda cell, cell_index, execute_reply: replies.__setitem__(cell_index, execute_reply)
@@ -293,3 +295,4 @@ def _kill(km) -> None:
             asyncio.get_event_loop().run_until_complete(km.shutdown_kernel(now=True))
     except Exception:
         pass
+    km.release_cgroup()

@@ -25,7 +25,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.restore import SubmissionError, read_submission, restore
-from autograder.sandbox import Limits, isolation
+from autograder.sandbox import Limits, isolation, process_cap
 
 DEFAULT_OUTPUT = "_grading"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -170,6 +170,7 @@ def run(args) -> int:
     skipped = len(jobs) - len(todo)
     print(f"autograder: {len(jobs)} submissions of {args.assignment}, {skipped} unchanged and already graded, "
           f"{len(todo)} to grade; isolation: {level}"
+          + (f"; process cap: {process_cap()}" if level.startswith("bwrap") else "")
           + ("  (WARNING: no filesystem or network isolation)" if level == "rlimits-only" else ""), file=sys.stderr)
     (output / "meta.json").write_text(json.dumps({"assignment": args.assignment, "notebook": info["notebook"],
                                                   "db_url": db_url, "isolation": level}, indent=1))
@@ -208,6 +209,10 @@ def _dispatch(jobs: list[dict], args):
                 bar.update(1)
                 yield res
         else:
+            # imported once here, before the pool forks, so the workers share these modules
+            # instead of each importing them again (about a second of CPU per worker)
+            import autograder.execute  # noqa: F401
+            import papermill.parameterize  # noqa: F401
             with ProcessPoolExecutor(max_workers=args.workers) as pool:
                 futures = [pool.submit(grade_job, j) for j in jobs]
                 for fut in as_completed(futures):

@@ -18,16 +18,20 @@ Isolation levels, strongest first (`isolation()` reports which one this machine 
   "rlimits-only"  no bubblewrap: resource limits only. Student code can read what the
                   instructor can read and use the network. Said so in every report.
 Resource limits (prlimit) apply at every level: address space, processes, file size,
-open files, core dumps.
+open files, core dumps. RLIMIT_NPROC does not bind a process whose real uid is root (the
+"bwrap" level), so where this machine lets us create cgroups, each bwrap kernel also runs
+in its own `pids` cgroup capped at `Limits.processes` tasks (`process_cap()` says which).
 """
 from __future__ import annotations
 
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -142,6 +146,103 @@ def prepare_workdir(workdir: Path, level: str) -> None:
             os.chown(p, NOBODY, NOBODY)
 
 
+# ---------------------------------------------------------------- process cap (cgroup)
+# RLIMIT_NPROC counts processes per *real* uid and does not bind real uid 0, which is what
+# the kernel runs as at the "bwrap" level (a user namespace maps it to 65534, but the host
+# still sees root). A cgroup `pids` controller caps the kernel's whole process tree
+# (threads included) whatever its uid. Used where this process may create cgroups (root
+# on a VM or host with cgroup v1 `pids` mounted read-write, or a delegated cgroup v2 with
+# the pids controller on); elsewhere RLIMIT_NPROC alone remains, and `process_cap()` says so.
+CGROUP_FS = Path("/sys/fs/cgroup")
+
+
+def _own_pids_cgroup() -> Path | None:
+    """This process's own cgroup directory that offers pids.max, or None."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, rel = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            base = CGROUP_FS / "pids" / rel.lstrip("/")
+        elif controllers == "":
+            base = CGROUP_FS / rel.lstrip("/")  # cgroup v2
+            if not (base / "cgroup.subtree_control").exists() or "pids" not in (base / "cgroup.subtree_control").read_text().split():
+                continue
+        else:
+            continue
+        if base.is_dir() and os.access(base, os.W_OK):
+            return base
+    return None
+
+
+class PidsCgroup:
+    """One kernel's cgroup: created with pids.max, joined by the launcher, killed and removed after."""
+
+    def __init__(self, name: str, limit: int):
+        base = _own_pids_cgroup()
+        if base is None:
+            raise OSError("no writable pids cgroup")
+        self.path = base / f"autograder-{name}"
+        self.path.mkdir()
+        try:
+            (self.path / "pids.max").write_text(str(limit))
+        except OSError:
+            self.path.rmdir()
+            raise
+
+    def prefix(self) -> list[str]:
+        """Join the cgroup, then exec the rest: everything the kernel starts is counted."""
+        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs")]
+
+    def release(self) -> None:
+        """SIGKILL whatever is left in the group (a fork bomb's children), then remove it."""
+        for _ in range(50):
+            try:
+                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            except OSError:
+                return
+            if not pids:
+                try:
+                    self.path.rmdir()
+                except OSError:
+                    pass
+                else:
+                    return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.02)
+
+
+CGROUP_CAP = "cgroup pids.max"
+
+
+@functools.lru_cache(maxsize=None)
+def process_cap() -> str:
+    """How the number of student processes is capped here, in words for reports.
+
+    Probed for real (create a group, let a shell join it, remove it): kernels use the
+    cgroup only when this says CGROUP_CAP, so a half-working setup never stops them.
+    """
+    try:
+        probe = PidsCgroup(f"probe-{os.getpid()}-{time.time_ns()}", 8)
+    except OSError:
+        probe = None
+    if probe is not None:
+        try:
+            joined = subprocess.run(probe.prefix() + ["/bin/true"], capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            joined = False
+        probe.release()
+        if joined:
+            return CGROUP_CAP
+    return "RLIMIT_NPROC only (no usable pids cgroup: a kernel running as real root can fork without limit)"
+
+
 class SandboxKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel command is wrapped in prlimit and bubblewrap.
 
@@ -157,6 +258,7 @@ class SandboxKernelManager(AsyncKernelManager):
         self.sandbox_level = level
         self.sandbox_hide = hide
         self.sandbox_threads = threads
+        self.sandbox_cgroup: PidsCgroup | None = None
         self.connection_file = str(workdir / "kernel.json")
 
     def format_kernel_cmd(self, extra_arguments=None):
@@ -164,8 +266,23 @@ class SandboxKernelManager(AsyncKernelManager):
                 "--HistoryManager.enabled=False", "--IPKernelApp.parent_handle=1"]
         prefix = prlimit_prefix(self.sandbox_limits)
         if self.sandbox_level.startswith("bwrap"):
+            # (not at "rlimits-only": there the launcher already runs as uid 65534, which
+            # cannot join a cgroup, and RLIMIT_NPROC binds it)
+            if self.sandbox_cgroup is None and process_cap() == CGROUP_CAP:
+                try:
+                    self.sandbox_cgroup = PidsCgroup(f"{os.getpid()}-{time.time_ns()}", self.sandbox_limits.processes)
+                except OSError:
+                    self.sandbox_cgroup = None  # RLIMIT_NPROC only, as process_cap() reports
+            if self.sandbox_cgroup is not None:
+                prefix = self.sandbox_cgroup.prefix() + prefix
             prefix += bwrap_prefix(self.sandbox_workdir, self.sandbox_level, self.sandbox_hide)
         return prefix + argv
+
+    def release_cgroup(self) -> None:
+        """After the kernel is shut down: kill anything left in its cgroup and remove it."""
+        if self.sandbox_cgroup is not None:
+            self.sandbox_cgroup.release()
+            self.sandbox_cgroup = None
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         kw["env"] = kernel_env(self.sandbox_threads, self.sandbox_workdir)

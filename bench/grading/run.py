@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -67,20 +66,10 @@ def make_submissions(folder: Path, n: int) -> tuple[list[str], str]:
     return students, name
 
 
-CPU: dict[str, float] = {}  # label -> CPU seconds (user + system) of everything it ran
-
-
-def cpu_now() -> float:
-    """CPU seconds used so far by this process and its waited-for children (kernels included)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def timed(cmd: list[str], cwd: Path, label: str) -> float:
-    t0, c0 = time.perf_counter(), cpu_now()
+    t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=child_env(), capture_output=True, text=True)
     seconds = time.perf_counter() - t0
-    CPU[label] = cpu_now() - c0
     if proc.returncode != 0:
         sys.exit(f"bench/grading: {label} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return seconds
@@ -126,7 +115,7 @@ def run_papermill(tmp: Path, subs: Path, students: list[str], name: str) -> floa
     source, release, _ = load_assignment(REPO, ASSIGNMENT)
     work = tmp / "papermill"
     work.mkdir()
-    total, cpu = 0.0, 0.0
+    total = 0.0
     for student in students:
         restored = restore(source, read_submission(subs / student / ASSIGNMENT / name), release).notebook
         for cell in restored.cells:
@@ -136,7 +125,7 @@ def run_papermill(tmp: Path, subs: Path, students: list[str], name: str) -> floa
         saved = os.dup(2)  # the kernels' start-up chatter goes to /dev/null, not the table
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
-        t0, c0 = time.perf_counter(), cpu_now()
+        t0 = time.perf_counter()
         try:  # allow_errors: a partial submission runs to its end, as it does when graded
             papermill.execute_notebook(str(nb_in), str(nb_out), parameters=PARAMS, kernel_name="python3",
                                        progress_bar=False, cwd=str(work), allow_errors=True)
@@ -144,11 +133,9 @@ def run_papermill(tmp: Path, subs: Path, students: list[str], name: str) -> floa
             pass
         finally:
             total += time.perf_counter() - t0
-            cpu += cpu_now() - c0
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
-    CPU["papermill"] = cpu
     return total
 
 
@@ -169,15 +156,15 @@ def main(argv=None) -> int:
               f"thread per notebook for every system", flush=True)
         rows = []
         stock_s, stock_scores = run_stock(tmp, subs, students, name)
-        rows.append(("stock nbgrader autograde", 1, stock_s, CPU["nbgrader autograde"]))
+        rows.append(("stock nbgrader autograde", 1, stock_s))
         print(f"  stock nbgrader: {stock_s:.1f} s", flush=True)
         ours = {}
         for w in (1, 2):
             ours[w] = run_ours(tmp, subs, w)
-            rows.append(("ours (autograder grade)", w, ours[w][0], CPU[f"autograder grade --workers {w}"]))
+            rows.append(("ours (autograder grade)", w, ours[w][0]))
             print(f"  ours, {w} worker(s): {ours[w][0]:.1f} s (isolation {ours[w][2]})", flush=True)
         pm = run_papermill(tmp, subs, students, name)
-        rows.append(("plain papermill (baseline)", 1, pm, CPU["papermill"]))
+        rows.append(("plain papermill (baseline)", 1, pm))
         print(f"  plain papermill: {pm:.1f} s", flush=True)
     finally:
         if args.keep:
@@ -185,9 +172,9 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\n{'system':<28}{'workers':>8}{'wall s':>9}{'subs/min':>10}{'speedup vs stock':>18}{'CPU s/nb':>10}")
-    for system, w, s, cpu in rows:
-        print(f"{system:<28}{w:>8}{s:>9.1f}{60 * n / s:>10.1f}{stock_s / s:>17.2f}x{cpu / n:>10.2f}")
+    print(f"\n{'system':<28}{'workers':>8}{'wall s':>9}{'subs/min':>10}{'speedup vs stock':>18}")
+    for system, w, s in rows:
+        print(f"{system:<28}{w:>8}{s:>9.1f}{60 * n / s:>10.1f}{stock_s / s:>17.2f}x")
     overhead = (ours[1][0] - pm) / n
     speedup = stock_s / ours[2][0]
     agree = all(abs(stock_scores[s] - ours[w][1].get(s, -1)) < 1e-9 for s in students for w in (1, 2))
