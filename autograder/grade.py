@@ -85,6 +85,22 @@ def grade_job(job: dict) -> dict:
                 "seconds": 0.0}
 
 
+def prefetch_data(source: nbformat.NotebookNode) -> None:
+    """Fetch the data sets the assignment declares (metadata `dlcourse.prefetch`) into this
+    machine's cache before the kernel starts: the sandboxed kernel has no network.
+
+    Runs on the worker (locally or on a Dask worker), once per data set and process. A
+    failure raises, which grade_job turns into a grader error (regraded on the next run)
+    rather than a student's lost points.
+    """
+    names = source.metadata.get("dlcourse", {}).get("prefetch", [])
+    if names:
+        from dlcourse import datasets
+
+        for name in names:
+            datasets.fetch(name, progress=False)
+
+
 def _grade_job(job: dict) -> dict:
     from autograder.execute import execute  # heavy imports stay out of the CLI start-up
     import papermill.parameterize as pmp
@@ -104,6 +120,7 @@ def _grade_job(job: dict) -> dict:
                             "message": "not run: the notebook could not be read"} for g, p in graded_cells]
         result["seconds"] = time.monotonic() - t0
         return result
+    prefetch_data(source)
     restored = restore(source, submitted, release)
     result["diagnostics"] += [d.as_dict() for d in restored.diagnostics]
     for cell in restored.notebook.cells:

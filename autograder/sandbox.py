@@ -108,9 +108,9 @@ def bwrap_prefix(workdir: Path, level: str, hide: list[Path]) -> list[str]:
     # The interpreter and the course library (read-only); never solutions/, tests/, the
     # gradebook or submissions, which are simply not mounted.
     allowed = [Path(sys.base_prefix), Path(sys.prefix), REPO / "dlcourse", REPO / "data"]
-    mirror = os.environ.get("DLCOURSE_DATA_MIRROR")
-    if mirror:
-        allowed.append(Path(mirror))
+    # The data sets, read-only: the kernel has no network, so it must find the verified
+    # files where this machine keeps them (see data_locations).
+    allowed += [p for p in data_locations() if p is not None]
     for p in allowed:
         if p.exists():
             cmd += ["--ro-bind", str(p), str(p)]
@@ -120,6 +120,19 @@ def bwrap_prefix(workdir: Path, level: str, hide: list[Path]) -> list[str]:
     cmd += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir),
             "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", str(workdir / "tmp")]
     return cmd
+
+
+def data_locations() -> tuple[Path | None, Path]:
+    """(offline mirror or None, data cache) as this machine resolves them, outside the sandbox.
+
+    Resolved here because inside the sandbox neither the checkout's `../shared/data` nor
+    the user's home exists: a kernel that looked for them itself would find no data and
+    quietly fall back to another data set (or fail), and a correct submission would lose
+    points. Both are mounted read-only and named in the kernel's environment.
+    """
+    from dlcourse.datasets import fetching
+
+    return fetching.mirror_dir(), fetching.preferred_cache_dir()
 
 
 def kernel_env(threads: int, workdir: Path) -> dict[str, str]:
@@ -133,8 +146,9 @@ def kernel_env(threads: int, workdir: Path) -> dict[str, str]:
         "JUPYTER_PLATFORM_DIRS": "1", "IPYTHONDIR": str(workdir / ".ipython"),
         "DLCOURSE_DEVICE": os.environ.get("DLCOURSE_DEVICE", "cpu"),
     }
-    if os.environ.get("DLCOURSE_DATA_MIRROR"):
-        env["DLCOURSE_DATA_MIRROR"] = os.environ["DLCOURSE_DATA_MIRROR"]
+    mirror, cache = data_locations()
+    env["DLCOURSE_DATA_MIRROR"] = str(mirror) if mirror is not None else "none"
+    env["DLCOURSE_DATA_DIR"] = str(cache)
     return env
 
 
