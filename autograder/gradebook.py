@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import warnings
 
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
+
+from autograder.environment import path_with_interpreter_bin
 
 # nbgrader 0.9's add_submission triggers harmless autoflush warnings under SQLAlchemy 2
 warnings.filterwarnings("ignore", category=SAWarning)
@@ -29,9 +30,7 @@ class GradeWriter:
         self.db_url = db_url
         self.journal = Path(journal)
         # nbgrader runs the `alembic` script of its environment to create the schema
-        bindir = os.path.dirname(sys.executable)
-        if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+        os.environ["PATH"] = path_with_interpreter_bin()
         self.gb = Gradebook(db_url)
 
     def register_assignment(self, assignment: str, notebook: str, graded: list[tuple[str, float]]) -> None:

@@ -32,6 +32,7 @@ import time
 import nbformat
 
 from autograder import notebook_checks as checks
+from autograder.environment import path_with_interpreter_bin
 
 ASSIGNMENT_RE = re.compile(r"^a\d\d-[a-z0-9][a-z0-9-]*$")
 DEFAULT_CELL_TIMEOUT = 300  # seconds per cell when executing notebooks
@@ -65,11 +66,6 @@ def list_assignments(root: pathlib.Path, source_dir: str = "solutions") -> list[
 
 
 # --------------------------------------------------------------------------- generate
-def _env_path() -> str:
-    """PATH with the running interpreter's bin folder first (where alembic/jupyter live)."""
-    bindir = str(pathlib.Path(sys.executable).parent)
-    return os.pathsep.join([bindir, os.environ.get("PATH", "")])
-
 
 def generate(root: pathlib.Path, assignment: str, out_dir: pathlib.Path) -> pathlib.Path:
     """Run nbgrader's generate step for one assignment; return the generated folder.
@@ -101,10 +97,9 @@ def generate(root: pathlib.Path, assignment: str, out_dir: pathlib.Path) -> path
         log.setLevel(logging.WARNING)
         coursedir = CourseDirectory(config=cfg)
         converter = GenerateAssignment(coursedir=coursedir, config=cfg, log=log)
-        # nbgrader's gradebook runs the `alembic` executable from PATH; make sure this
-        # environment's bin folder is on it even when Python was started by full path.
+        # nbgrader's gradebook runs `alembic` from PATH (see autograder/environment.py)
         old_path = os.environ.get("PATH", "")
-        os.environ["PATH"] = _env_path()
+        os.environ["PATH"] = path_with_interpreter_bin()
         try:
             converter.start()
         except NbGraderException as exc:
@@ -136,7 +131,7 @@ def execute(nb_path: pathlib.Path, allow_errors: bool, timeout: int = DEFAULT_CE
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(nb_path, as_version=4)
-    env = dict(os.environ, PATH=_env_path(), DLCOURSE_THREADS="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    env = dict(os.environ, PATH=path_with_interpreter_bin(), DLCOURSE_THREADS="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     with tempfile.TemporaryDirectory(prefix="release-run-") as workdir:
         shutil.copytree(nb_path.parent, workdir, dirs_exist_ok=True)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
