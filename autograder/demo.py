@@ -2,7 +2,9 @@
 
 The samples are derived, not stored: "correct" is the source notebook's solutions put
 into the released notebook, "partial" keeps only the first solution, "broken" is not
-JSON, "hostile" answers correctly but monkeypatches torch.allclose (flagged).
+JSON, "hostile" answers nothing but makes torch.allclose and torch.equal always say True
+in its kernel (which earned full marks when tests ran there; now it earns nothing and is
+flagged).
 Uses a01-convolution when it has been released, else the test fixture assignment.
 """
 from __future__ import annotations
@@ -54,8 +56,9 @@ def samples(root: Path, assignment: str, folder: Path) -> None:
     nbformat.write(filled(set(answers)), folder / "correct.ipynb")
     nbformat.write(filled(set(list(answers)[:1])), folder / "partial.ipynb")
     (folder / "broken.ipynb").write_text('{"cells": [ "truncated by the LMS')
-    hostile = filled(set(answers))
-    hostile.cells.append(nbformat.v4.new_code_cell("import torch\ntorch.allclose = lambda *a, **k: True"))
+    hostile = filled(set())
+    hostile.cells.append(nbformat.v4.new_code_cell("import torch\ntorch.allclose = lambda *a, **k: True\n"
+                                                   "torch.equal = lambda *a, **k: True"))
     first_solution = next(i for i, c in enumerate(hostile.cells) if c.metadata.get("nbgrader", {}).get("solution"))
     hostile.cells.insert(first_solution, hostile.cells.pop())
     nbformat.write(hostile, folder / "hostile.ipynb")
@@ -70,7 +73,8 @@ def run(args) -> int:
     samples(root, assignment, out / "samples")
     ns = argparse.Namespace(assignment=assignment, submissions=str(out / "samples"), root=str(root), output=str(out),
                             db=None, force=True, workers=2, threads=1, scheduler=None, profile="fast", device="cpu",
-                            seed=0, cell_timeout=60.0, timeout=600.0, memory=4096, isolation="auto", scratch=None, quiet=False)
+                            seed=0, cell_timeout=60.0, timeout=600.0, memory=4096, disk=512, isolation="auto", scratch=None,
+                            quiet=False)
     grade_run(ns)
     from autograder import export, feedback, report
     for mod in (feedback, export, report):

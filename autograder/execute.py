@@ -1,28 +1,27 @@
-"""Execute a restored notebook cell by cell in a sandboxed kernel and score its tests.
+"""Run a restored notebook: student code in the sandboxed kernel, tests in the grader's process.
 
-Why cell by cell from the outside rather than `papermill.execute_notebook`: the
-kernel must never hold a cell before it runs (hidden tests would be readable by
-earlier student code), and the grader must not trust what the kernel reports. So:
+Nothing that decides a grade runs in the student's process. Each cell of the restored
+notebook has one of these roles (`cell_roles`):
 
-1. Before the first cell with student code, the executor records a *baseline*: the
-   identity (CPython address, read with the unpatchable `object.__repr__`) of the
-   builtins, assertion helpers and torch/NumPy comparison functions, the names the
-   tests use, IPython's input/AST transformers, exception hooks and tracers. It is
-   read with a `user_expressions` request, which bypasses IPython's input transformers.
-2. Before and after every graded cell the same probe runs again. Any difference is
-   tampering: that test and all later ones score 0 and the submission is flagged.
-3. Each graded cell is sent with one extra last line that prints a fresh random nonce.
-   It scores only when the kernel replied "ok", no error output appeared and the nonce
-   came back on stdout, i.e. the instructor's code really ran to its end.
-A printed "All tests passed" earns nothing: output text is never parsed for success.
+  student   solution cells and cells the student added: run in the kernel only;
+  kernel    instructor cells that use the student's names (a training run calling the
+            student's `train`), the setup cell, and cells tagged `kernel-only`: kernel only;
+  both      the other instructor cells (imports, parameters, constants, helpers, data):
+            run in the kernel, so the student's code finds them, and in the grader's own
+            process, so that tests use the instructor's values, not the kernel's;
+  test      graded test cells, visible and hidden parts together: run in the grader's
+            process only (`autograder.testrun`), against the student's names through
+            `autograder.remote` proxies. The hidden tests never enter the kernel.
+
+The kernel talks to the grader through the agent the grader installs in it
+(`autograder.agent`), which answers with plain data only (`autograder.wire`). Whatever
+student code does inside the kernel, the worst it can do is answer wrongly or not at all.
 """
 from __future__ import annotations
 
 import ast
 import asyncio
-import builtins
-import secrets
-import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,60 +30,16 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from autograder import testrun
+from autograder.remote import GraderNamespace, KernelChannel, Student
 from autograder.restore import GradedCell, nbgrader_meta
-from autograder.sandbox import Limits, SandboxKernelManager, prepare_workdir
+from autograder.review import review
+from autograder.sandbox import Limits, SandboxKernelManager, directory_bytes, prepare_workdir, release_workdir
 
-# Functions whose replacement would let a failing test pass.
-WATCHED = [
-    "builtins.print", "builtins.isinstance", "builtins.len", "builtins.abs", "builtins.all", "builtins.any",
-    "builtins.round", "builtins.float", "builtins.int", "builtins.bool", "builtins.repr", "builtins.str",
-    "builtins.getattr", "builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__",
-    "builtins.AssertionError", "builtins.Exception", "builtins.BaseException", "builtins.globals",
-    "sys.excepthook", "sys.displayhook", "sys.stdout", "sys.stderr", "sys.exit",
-    "math.isclose", "torch.allclose", "torch.equal", "torch.isclose", "torch.eq", "torch.all", "torch.testing.assert_close",
-    "torch.Tensor.__eq__", "torch.Tensor.allclose", "torch.Tensor.equal", "torch.Tensor.all", "torch.Tensor.item",
-    "torch.Tensor.__bool__", "torch.nn.functional.relu", "torch.nn.functional.conv2d",
-    "numpy.allclose", "numpy.array_equal", "numpy.isclose", "numpy.testing.assert_allclose",
-    "numpy.testing.assert_array_equal", "numpy.testing.assert_equal", "numpy.testing.assert_almost_equal",
-]
-STATE = [
-    "len(ip.input_transformers_post)", "len(ip.input_transformers_cleanup)", "len(ip.ast_transformers)",
-    "o.__repr__(ip.custom_exceptions)", "repr(ip.custom_exceptions)", "sorted(k for k in vars(ip) if k in ('run_cell','run_code','showtraceback','run_ast_nodes','_showtraceback','CustomTB'))",
-    "o.__repr__(m['sys'].gettrace())", "o.__repr__(m['sys'].getprofile())",
-    "tuple((k, len(v)) for k, v in sorted(ip.events.callbacks.items()))",
-]
-
-
-def guard_expression(test_names: list[str]) -> str:
-    """One Python expression whose value describes everything tests rely on."""
-    parts = []
-    for dotted in WATCHED:
-        mod, *attrs = dotted.split(".")
-        expr = f"m.get({mod!r})"
-        for a in attrs:
-            expr = f"getattr({expr}, {a!r}, None)"
-        parts.append(f"({dotted!r}, o.__repr__({expr}))")
-    for name in test_names:
-        parts.append(f"('global {name}', o.__repr__(g[{name!r}]) if {name!r} in g else 'absent')")
-    for s in STATE:
-        parts.append(f"({s!r}, repr({s}))")
-    body = ", ".join(parts)
-    return (f"(lambda o, m, ip, g: ({body},))"
-            f"(().__class__.__base__, __import__('sys').modules, get_ipython(), globals())")
-
-
-def names_used(sources: list[str]) -> list[str]:
-    """Global names the instructor's test cells read (so shadowing them is caught)."""
-    names: set[str] = set()
-    for src in sources:
-        try:
-            tree = ast.parse(src)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-                names.add(node.id)
-    return sorted(names)
+AGENT_SOURCE = (Path(__file__).parent / "agent.py").read_text()
+WIRE_SOURCE = (Path(__file__).parent / "wire.py").read_text()
+KERNEL_ONLY_TAG = "kernel-only"
+STUDENT_CELL_KEY = "autograder-student-cell"
 
 
 @dataclass
@@ -92,7 +47,7 @@ class TestResult:
     grade_id: str
     points: float
     score: float
-    status: str  # "passed" | "failed" | "error" | "not run" | "tampered"
+    status: str  # "passed" | "failed" | "not run"
     message: str = ""
 
     def as_dict(self) -> dict:
@@ -106,8 +61,96 @@ class Execution:
     flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
     notebook: nbformat.NotebookNode | None = None
+    grader_error: str = ""
+    requests: int = 0
 
 
+# ---------------------------------------------------------------- which cell runs where
+def bound_names(source: str) -> set[str]:
+    """Names a cell binds at its top level (defs, classes, assignments, imports, loops, with)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+
+    def targets(node):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                targets(elt)
+        elif isinstance(node, ast.Starred):
+            targets(node.value)
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                for t in node.targets:
+                    targets(t)
+            elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+                targets(node.target)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for a in node.names:
+                    names.add((a.asname or a.name).split(".")[0])
+            elif isinstance(node, (ast.For, ast.AsyncFor)):
+                targets(node.target)
+                visit(node.body + node.orelse)
+            elif isinstance(node, (ast.With, ast.AsyncWith)):
+                for item in node.items:
+                    if item.optional_vars is not None:
+                        targets(item.optional_vars)
+                visit(node.body)
+            elif isinstance(node, (ast.If, ast.While)):
+                visit(node.body + node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body + node.orelse + node.finalbody + [h for hd in node.handlers for h in hd.body])
+    visit(tree.body)
+    return names
+
+
+def loaded_names(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def student_names(source_nb: nbformat.NotebookNode) -> set[str]:
+    """Names the solution cells define (in the instructor's source: what a student defines)."""
+    names: set[str] = set()
+    for cell in source_nb.cells:
+        if cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
+            names |= bound_names(cell.source)
+    return names
+
+
+def cell_roles(nb: nbformat.NotebookNode, graded: list[GradedCell], students: set[str]) -> list[str]:
+    graded_idx = {g.index for g in graded}
+    roles = []
+    for i, cell in enumerate(nb.cells):
+        meta = nbgrader_meta(cell)
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type != "code":
+            roles.append("markdown")
+        elif i in graded_idx:
+            roles.append("test")
+        elif meta.get("solution") or cell.metadata.get(STUDENT_CELL_KEY):
+            roles.append("student")
+        elif "setup" in tags or KERNEL_ONLY_TAG in tags or any(
+                line.lstrip().startswith(("%", "!")) for line in cell.source.splitlines()):
+            roles.append("kernel")
+        elif loaded_names(cell.source) & students:
+            roles.append("kernel")
+        else:
+            roles.append("both")
+    return roles
+
+
+# ---------------------------------------------------------------- the kernel side
 class CappedClient(NotebookClient):
     """nbclient that keeps at most `cap` bytes of output per cell (huge prints)."""
 
@@ -131,152 +174,160 @@ class CappedClient(NotebookClient):
 def _error_message(cell) -> str:
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
-            value = str(out.get("evalue", "")).strip().splitlines()
-            value = value[-1] if value else ""
-            return f"{out.get('ename', 'Error')}: {value}".rstrip(": ")[:500]
+            value = str(out.get("evalue", "")).strip()
+            return f"{out.get('ename', 'Error')}: {value}".rstrip(": ")[:1000]
     return ""
 
 
-def _strip(cell, nonce: str) -> bool:
-    """Remove the nonce line from a cell's stdout; True when it was there."""
-    found = False
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream" and out.get("name") == "stdout" and nonce in out.get("text", ""):
-            found = True
-            out["text"] = out["text"].replace(nonce + "\n", "").replace(nonce, "")
-    cell["outputs"] = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("text") == "")]
-    return found
+def _bootstrap(folder: Path) -> str:
+    """Code the grader runs in the kernel before any other cell: install the agent."""
+    return ("def _dlcourse_grader_boot():\n"
+            "    ns = {}\n"
+            f"    exec(compile({AGENT_SOURCE!r}, '<grader agent>', 'exec'), ns)\n"
+            f"    return ns['install']({str(folder)!r}, get_ipython().user_ns, {WIRE_SOURCE!r})\n"
+            "__dlcourse_grader__ = _dlcourse_grader_boot()\n"
+            "del _dlcourse_grader_boot\n")
 
 
+class DiskWatch(threading.Thread):
+    """Where no tmpfs quota is possible: stop the kernel once its work directory is over quota."""
+
+    def __init__(self, workdir: Path, limit_bytes: int, kill):
+        super().__init__(daemon=True)
+        self.workdir, self.limit, self.kill = workdir, limit_bytes, kill
+        self.tripped = False
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.wait(0.25):
+            if directory_bytes(self.workdir) > self.limit:
+                self.tripped = True
+                self.kill()
+                return
+
+
+# ---------------------------------------------------------------- one submission
 def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, *, limits: Limits,
-            level: str, hide: list[Path], threads: int = 1) -> Execution:
-    """Run `nb` (restored, parameters injected) in a sandboxed kernel; score `graded`."""
+            level: str, hide: list[Path], threads: int = 1, students: set[str] | None = None,
+            library: Path | None = None, withheld: tuple[str, ...] = (), secret_seed: int = 0) -> Execution:
+    """Run `nb` (restored, parameters injected): student code in a sandboxed kernel, the
+    graded cells in this process. Returns per-test results, diagnostics and review flags."""
     try:
         asyncio.get_event_loop()
     except RuntimeError:
         asyncio.set_event_loop(asyncio.new_event_loop())
-    workdir.mkdir(parents=True, exist_ok=True)
-    prepare_workdir(workdir, level)
     start = time.monotonic()
+    students = students if students is not None else set()
+    roles = cell_roles(nb, graded, students)
     by_index = {g.index: g for g in graded}
-    tests = {g.grade_id: TestResult(g.grade_id, g.points, 0.0, "not run", "the notebook stopped before this test") for g in graded}
+    tests = {g.grade_id: TestResult(g.grade_id, g.points, 0.0, "not run", "the notebook stopped before this test")
+             for g in graded}
     diags: list[dict] = []
-    flags: list[str] = []
-    first_student = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and
-                          (nbgrader_meta(c).get("solution") or not nbgrader_meta(c)) and
-                          "parameters" not in c.metadata.get("tags", []) and "setup" not in c.metadata.get("tags", []) and
-                          "injected-parameters" not in c.metadata.get("tags", [])), len(nb.cells))
-    probe = guard_expression(names_used([nb.cells[g.index].source for g in graded]) + ["print"])
-    km = SandboxKernelManager(workdir=workdir, limits=limits, level=level, hide=hide, threads=threads)
-    # shutdown "immediate": the kernel and its work directory are thrown away after the last
-    # cell, so waiting for a graceful exit would only keep this worker's core idle
+    # the submitted code, by grade_id (solution cells) or "your added cell N"
+    sources = {(nbgrader_meta(c).get("grade_id") or _label(c, i)): c.source
+               for i, c in enumerate(nb.cells) if roles[i] == "student"}
+    # names the tests read from instructor cells (constants, data, helper classes): a student
+    # cell that rebinds one is worth a look
+    test_sources = [c.source for i, c in enumerate(nb.cells) if roles[i] == "test"]
+    read_by_tests = set().union(set(), *map(loaded_names, test_sources)) - set().union(set(), *map(bound_names, test_sources))
+    instructor_names = set().union(set(), *[bound_names(c.source) for i, c in enumerate(nb.cells)
+                                            if roles[i] in ("both", "kernel") and "setup" not in c.metadata.get("tags", [])])
+    flags = review(sources, withheld, (instructor_names & read_by_tests) - students)
+
+    mounted = prepare_workdir(workdir, level, limits)
+    km = SandboxKernelManager(workdir=workdir, limits=limits, level=level, hide=hide, threads=threads,
+                              library=library, ram_backed_disk=mounted)
     client = CappedClient(nb, km=km, timeout=limits.cell_timeout, allow_errors=True, record_timing=False,
                           startup_timeout=120, shell_timeout_interval=1, iopub_timeout=4, shutdown_kernel="immediate")
     client.cap_bytes = limits.output_kb * 1024
-    replies: dict[int, dict] = {}
-    client.on_cell_executed = lambda cell, cell_index, execute_reply: replies.__setitem__(cell_index, execute_reply)
-
-    def run_probe() -> str | None:
-        msg_id = client.kc.execute("", silent=True, store_history=False, user_expressions={"g": probe})
-        reply = client.wait_for_reply(msg_id)
-        data = (reply or {}).get("content", {}).get("user_expressions", {}).get("g", {})
-        if data.get("status") != "ok":
-            return None
-        return data.get("data", {}).get("text/plain")
-
-    def diff(before: str | None, now: str | None) -> str:
-        if before is None or now is None:
-            return "the integrity probe could not run"
-        try:
-            a, b = dict(ast.literal_eval(before)), dict(ast.literal_eval(now))
-        except (ValueError, SyntaxError):
-            return "the integrity probe returned garbage"
-        # a test's own variables (absent at baseline, not builtins) may change freely;
-        # instructor globals (torch, np) and shadowed builtins may not
-        changed = [k for k in a if a.get(k) != b.get(k) and not
-                   (k.startswith("global ") and a[k] == "absent" and not hasattr(builtins, k[7:]))]
-        return ", ".join(changed)
-
-    baseline = None
-    tampered = ""
-    stopped = ""
+    channel = KernelChannel(client, workdir / ".grader")
+    ns = GraderNamespace(channel)
+    ns["student"] = Student(channel, sources)
+    ns["secret_seed"] = secret_seed
+    watch = None
+    if not mounted:
+        watch = DiskWatch(workdir, limits.disk_mb * 1024 * 1024, lambda: _hard_kill(km))
+    stopped, grader_error = "", ""
+    idx, cell = -1, None
     try:
         with client.setup_kernel():
-            client.kc.execute(f"import torch as _t; _t.set_num_threads({threads}); del _t", silent=True)
+            if watch is not None:
+                watch.start()
+            # the agent first, before any student code: nothing depends on it staying intact
+            channel.deadline = time.monotonic() + 120
+            msg_id = client.kc.execute(_bootstrap(channel.folder), silent=True, store_history=False)
+            client.wait_for_reply(msg_id)
             for idx, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
+                role = roles[idx]
+                if role == "markdown":
                     continue
                 remaining = limits.notebook_timeout - (time.monotonic() - start)
                 if remaining <= 0:
                     stopped = f"the notebook exceeded its time limit of {limits.notebook_timeout:.0f} s before cell {idx}"
                     break
-                client.timeout = max(1, int(min(limits.cell_timeout, remaining)))
-                if idx == first_student:
-                    baseline = run_probe()
-                g = by_index.get(idx)
-                if g is None:
-                    client.execute_cell(cell, idx)
-                    err = _error_message(cell)
-                    if err:
-                        diags.append({"cell": _name(cell), "message": f"{_name(cell)} (cell {idx}) raised {err}",
-                                      "severity": "warning"})
+                budget = max(1.0, min(limits.cell_timeout, remaining))
+                if role == "test":
+                    g = by_index[idx]
+                    channel.deadline = time.monotonic() + budget
+                    outcome = testrun.run_test(ns, cell.source, g.grade_id, channel)
+                    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=outcome.output)] if outcome.output else []
+                    if outcome.passed:
+                        tests[g.grade_id] = TestResult(g.grade_id, g.points, g.points, "passed", "")
+                    else:
+                        tests[g.grade_id] = TestResult(g.grade_id, g.points, 0.0, "failed", outcome.message)
+                        cell.outputs.append(nbformat.v4.new_output("stream", name="stderr",
+                                                                   text=f"[grader] failed: {outcome.message}\n"))
+                    if outcome.kernel_dead:
+                        stopped = f"the kernel stopped in {g.grade_id!r}: {outcome.message}"
+                        break
                     continue
-                if tampered:
-                    tests[g.grade_id] = TestResult(g.grade_id, g.points, 0.0, "tampered", "not scored: " + tampered)
-                    continue
-                if baseline is not None:
-                    changed = diff(baseline, run_probe())
-                    if changed:
-                        tampered = f"student code changed {changed} before {g.grade_id}"
-                        flags.append(tampered)
-                        tests[g.grade_id] = TestResult(g.grade_id, g.points, 0.0, "tampered", "not scored: " + tampered)
-                        continue
-                nonce = "grader-" + secrets.token_hex(16)
-                original = cell.source
-                cell.source = original.rstrip() + f"\nprint({nonce!r})\n"
-                try:
-                    client.execute_cell(cell, idx)
-                finally:
-                    cell.source = original
-                reply = replies.get(idx, {}).get("content", {})
-                reached = _strip(cell, nonce)
+                client.timeout = int(budget)
+                client.execute_cell(cell, idx)
+                ns.forget_fetched()
                 err = _error_message(cell)
-                if reply.get("status") == "ok" and reached and not err:
-                    res = TestResult(g.grade_id, g.points, g.points, "passed", "")
-                else:
-                    if not err and reply.get("status") == "error":
-                        err = f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}".rstrip(": ")
-                    res = TestResult(g.grade_id, g.points, 0.0, "failed", err or "the test did not run to its end")
-                if baseline is not None:
-                    changed = diff(baseline, run_probe())
-                    if changed:
-                        tampered = f"student code changed {changed} while {g.grade_id} ran"
-                        flags.append(tampered)
-                        res = TestResult(g.grade_id, g.points, 0.0, "tampered", "not scored: " + tampered)
-                tests[g.grade_id] = res
+                if err:
+                    diags.append({"cell": _label(cell, idx), "severity": "warning",
+                                  "message": f"{_label(cell, idx)} (cell {idx}) raised {err}"})
+                if role == "both":
+                    try:
+                        testrun.run_cell(ns, cell.source, f"<instructor cell {idx}>")
+                    except Exception as exc:  # noqa: BLE001 - the instructor's cell: a grader problem
+                        grader_error = f"instructor cell {idx} failed in the grader's process: {type(exc).__name__}: {exc}"
+                        stopped = grader_error
+                        break
     except CellTimeoutError:
-        stopped = f"cell {idx} ({_name(cell)}) exceeded the per-cell time limit of {client.timeout} s"
+        stopped = f"{_label(cell, idx)} (cell {idx}) exceeded the per-cell time limit of {client.timeout} s"
     except DeadKernelError:
-        code = _exit_code(km)
-        stopped = f"the kernel died in cell {idx} ({_name(cell)}){code}"
+        stopped = f"the kernel died in {_label(cell, idx)} (cell {idx}){_exit_code(km)}"
     except RuntimeError as exc:  # kernel failed to start, or died while starting
-        stopped = f"the kernel could not run (cell {idx if 'idx' in dir() else '-'}): {exc}"
+        tail = km.log_tail(600)
+        stopped = f"the kernel could not run (cell {idx}): {exc}" + (f"; its last output: {tail}" if tail else "")
     finally:
+        if watch is not None:
+            watch.stopped.set()
         _kill(km)
+        release_workdir(workdir, mounted)
+    if watch is not None and watch.tripped:
+        stopped = f"the notebook wrote more than {limits.disk_mb} MiB to disk (in {_label(cell, idx)}); the kernel was stopped"
     if stopped:
-        diags.append({"cell": _name(cell) if "cell" in dir() else "-", "message": stopped, "severity": "error"})
+        diags.append({"cell": _label(cell, idx) if cell is not None else "-", "message": stopped, "severity": "error"})
         for t in tests.values():
             if t.status == "not run":
                 t.message = "not run: " + stopped
-    if tampered:
-        diags.append({"cell": "-", "message": "suspected tampering: " + tampered, "severity": "tamper"})
-    shutil.rmtree(workdir, ignore_errors=True)
-    return Execution(list(tests.values()), diags, flags, time.monotonic() - start, nb)
+    for note in list(dict.fromkeys(channel.notes))[:10]:
+        flags.append(note[len("test flag: "):] if note.startswith("test flag: ") else f"the kernel sent {note}")
+    return Execution(list(tests.values()), diags, flags, time.monotonic() - start, nb, grader_error, channel.requests)
 
 
-def _name(cell) -> str:
+def _label(cell, idx: int) -> str:
+    if cell is None:
+        return "-"
     gid = nbgrader_meta(cell).get("grade_id")
-    return f"cell {gid!r}" if gid else "a student cell"
+    if gid:
+        return f"cell {gid!r}"
+    if cell.metadata.get(STUDENT_CELL_KEY):
+        return f"your added cell {idx}"
+    return f"cell {idx}"
 
 
 def _exit_code(km) -> str:
@@ -284,9 +335,22 @@ def _exit_code(km) -> str:
     code = proc.poll() if proc is not None else None
     if code is None:
         return ""
+    if code < 0:
+        code = 128 - code
     if code > 128:
-        return f" (killed by signal {code - 128}: {'segmentation fault' if code - 128 == 11 else 'out of memory or killed' if code - 128 == 9 else 'signal'})"
+        sig = code - 128
+        return f" (killed by signal {sig}: {'segmentation fault' if sig == 11 else 'out of memory or killed' if sig == 9 else 'signal'})"
     return f" (the kernel process exited with status {code}: os._exit or exit() in student code)"
+
+
+def _hard_kill(km) -> None:
+    """SIGKILL the kernel's process tree from any thread (bubblewrap takes its children along)."""
+    proc = getattr(getattr(km, "provisioner", None), "process", None)
+    if proc is not None:
+        try:
+            proc.kill()
+        except OSError:
+            pass
 
 
 def _kill(km) -> None:
@@ -296,3 +360,4 @@ def _kill(km) -> None:
     except Exception:
         pass
     km.release_cgroup()
+

@@ -10,6 +10,16 @@ from pathlib import Path
 
 from autograder.results import load
 
+# A cell that starts with one of these is a formula to Excel, LibreOffice and Google Sheets
+# (CSV injection): a student named "=HYPERLINK(...)" must arrive as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell_text(value) -> str:
+    """A CSV field that spreadsheets show as the text it is, never evaluate."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
 
 def run(args) -> int:
     from autograder.gradebook import GradeWriter
@@ -21,11 +31,11 @@ def run(args) -> int:
     path = Path(args.csv or Path(args.output) / "grades.csv")
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["student", *cells, "total", "max", "flagged"])
+        w.writerow(["student", *(cell_text(c) for c in cells), "total", "max", "flagged"])
         for student in entries:
             scores = [gb.find_grade(c, meta["notebook"], meta["assignment"], student).score for c in cells]
             maxes = [gb.find_grade_cell(c, meta["notebook"], meta["assignment"]).max_score for c in cells]
-            w.writerow([student, *[f"{s:g}" for s in scores], f"{sum(scores):g}", f"{sum(maxes):g}",
+            w.writerow([cell_text(student), *[f"{s:g}" for s in scores], f"{sum(scores):g}", f"{sum(maxes):g}",
                         "yes" if entries[student]["flags"] else ""])
     writer.close()
     print(f"grades of {len(entries)} students in {path}")

@@ -5,8 +5,10 @@ The pipeline for one submission (each step's reason beside it):
   2. restore     - rebuild on the source notebook: hidden tests back, locked cells reset,
                    deleted/duplicated/retyped cells handled (autograder.restore)
   3. parameterize- papermill injects PROFILE/DEVICE/SEED after the `parameters` cell
-  4. execute     - sandboxed kernel, cell by cell, per-cell and per-notebook time limits,
-                   tamper probes and nonces (autograder.execute, autograder.sandbox)
+  4. execute     - student code in a sandboxed kernel, cell by cell, with time, memory,
+                   process and disk limits; graded test cells in this worker's own process
+                   against the student's names through a plain-data channel
+                   (autograder.execute, autograder.remote, autograder.sandbox)
   5. write       - the instructor process alone writes the gradebook and the journal
 Steps 1-4 run in workers (local processes, or a Dask cluster with --scheduler); they
 return plain dictionaries. Step 5 runs here, as results arrive.
@@ -17,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,8 +27,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.restore import SubmissionError, read_submission, restore
-from autograder.sandbox import Limits, isolation, process_cap
+from autograder.restore import SubmissionError, read_regular_file, read_submission, restore
+from autograder.sandbox import Limits, disk_quota, isolation, process_cap
 
 DEFAULT_OUTPUT = "_grading"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,18 +46,37 @@ def find_assignment(root: Path, assignment: str) -> tuple[Path, Path | None]:
     return source, (release if release.exists() else None)
 
 
-def find_submissions(folder: Path, assignment: str, notebook_name: str) -> dict[str, Path]:
-    """student -> notebook, from nbgrader's submitted/{student}/{assignment}/ or a flat folder."""
+SAFE_ID = re.compile(r"[^A-Za-z0-9_.@+-]")
+
+
+def safe_student_id(raw: str) -> str:
+    """A student id that is safe as a path component, a gradebook key and a spreadsheet cell.
+
+    Letters, digits and _ . @ + - only; no leading dot or dash (so never "." or ".."); at
+    most 64 characters. Anything else is replaced, and a name that changed gets a short
+    hash of the original so that two different names cannot collide.
+    """
+    cleaned = SAFE_ID.sub("_", raw).lstrip(".-")[:48]
+    if cleaned == raw and cleaned:
+        return cleaned
+    return f"{cleaned or 'student'}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
+
+
+def find_submissions(folder: Path, assignment: str, notebook_name: str) -> dict[str, tuple[Path, str]]:
+    """student id -> (notebook, name as found), from nbgrader's submitted/{student}/{assignment}/
+    layout or a flat folder of {student}.ipynb. Ids are made safe (`safe_student_id`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SystemExit(f"autograder grade: {folder} is not a folder of submissions")
-    found: dict[str, Path] = {}
+    found: dict[str, tuple[Path, str]] = {}
     for path in sorted(folder.glob(f"*/{assignment}/*.ipynb")):
-        student = path.parts[-3]
+        raw = path.parts[-3]
+        student = safe_student_id(raw)
         if path.name == notebook_name or student not in found:
-            found[student] = path
+            found[student] = (path, raw)
     for path in sorted(folder.glob("*.ipynb")):
-        found.setdefault(path.stem, path)
+        raw = path.name[: -len(".ipynb")]
+        found.setdefault(safe_student_id(raw), (path, raw))
     return found
 
 
@@ -98,16 +120,85 @@ def prefetch_data(source: nbformat.NotebookNode) -> None:
         from dlcourse import datasets
 
         for name in names:
-            datasets.fetch(name, progress=False)
+            try:
+                datasets.fetch(name, progress=False)
+            except datasets.DataUnavailableError as exc:
+                raise RuntimeError(f"the grader needs data set {name!r} and cannot get it ({exc}); grading with "
+                                   "a fallback data set would change what the convergence tests measure, so "
+                                   "make the data available (mirror, cache or network) and grade again") from None
+
+
+def trusted_process(threads: int) -> None:
+    """Prepare this worker process to run hidden tests: the whole library, a thread budget."""
+    from dlcourse.answers import TRUSTED_ENV
+
+    os.environ[TRUSTED_ENV] = "1"  # dlcourse.setup(..., assignment=...) withholds nothing here
+    os.environ["DLCOURSE_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def grade_notebook(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
+                   release: nbformat.NotebookNode | None, *, assignment: str, parameters: dict, limits,
+                   level: str, hide: list[Path], threads: int, scratch: Path, workdir: Path, secret_seed: int = 0):
+    """Restore, parameterize and execute one submission; returns (Execution, restore diagnostics)."""
+    from autograder.execute import execute, student_names  # heavy imports stay out of the CLI start-up
+    from autograder.sandbox import withheld_library
+    from dlcourse.answers import withheld
+    import papermill.parameterize as pmp
+
+    trusted_process(threads)
+    restored = restore(source, submitted, release)
+    for cell in restored.notebook.cells:
+        cell.metadata.setdefault("tags", [])  # papermill reads every cell's tags
+    restored.notebook.metadata.setdefault("papermill", {})
+    nb = pmp.parameterize_notebook(restored.notebook, parameters, report_mode=False,
+                                   kernel_name="python3", language="python")
+    # papermill inserted one cell: shift graded indices after it
+    inserted = [i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", [])]
+    if inserted:
+        for g in restored.graded:
+            if g.index >= inserted[0]:
+                g.index += 1
+    library = withheld_library(assignment, scratch)
+    ex = execute(nb, restored.graded, workdir, limits=limits, level=level, hide=hide, threads=threads,
+                 students=student_names(source), library=library, withheld=withheld(assignment),
+                 secret_seed=secret_seed)
+    return ex, [d.as_dict() for d in restored.diagnostics]
+
+
+def grade_here(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
+               release: nbformat.NotebookNode | None, assignment: str, cell_timeout: float = 120.0,
+               parameters: dict | None = None, isolation_level: str = "auto"):
+    """Grade one notebook in this process with the real sandbox and default limits.
+
+    For the release proofs and the mutation tests: exactly the path `autograder grade`
+    takes, without a gradebook. Returns the Execution (tests, diagnostics, flags)."""
+    import secrets
+    import tempfile
+
+    from autograder.sandbox import isolation as probe
+
+    prefetch_data(source)
+    limits = Limits(cell_timeout=cell_timeout, notebook_timeout=max(600.0, 4 * cell_timeout))
+    with tempfile.TemporaryDirectory(prefix="autograder-here-") as scratch:
+        ex, diags = grade_notebook(source, submitted, release, assignment=assignment,
+                                   parameters=parameters or {"PROFILE": "fast", "DEVICE": "cpu", "SEED": 0},
+                                   limits=limits, level=probe(isolation_level), hide=[REPO_ROOT / "solutions"],
+                                   threads=1, scratch=Path(scratch), workdir=Path(scratch) / "work",
+                                   secret_seed=secrets.randbelow(2**31))
+    ex.diagnostics = diags + ex.diagnostics
+    return ex
 
 
 def _grade_job(job: dict) -> dict:
-    from autograder.execute import execute  # heavy imports stay out of the CLI start-up
-    import papermill.parameterize as pmp
-
     t0 = time.monotonic()
     result = {"student": job["student"], "hash": job["hash"], "tests": [], "diagnostics": [], "flags": [],
               "isolation": job["level"]}
+    if job.get("found_as") and job["found_as"] != job["student"]:
+        result["diagnostics"].append({"cell": "-", "severity": "warning",
+                                      "message": f"submitted as {job['found_as']!r}; graded as student {job['student']!r}"})
     source = nbformat.reads(job["source"], as_version=4)
     release = nbformat.reads(job["release"], as_version=4) if job.get("release") else None
     graded_cells = [(c.metadata.nbgrader["grade_id"], float(c.metadata.nbgrader.get("points", 0)))
@@ -121,47 +212,66 @@ def _grade_job(job: dict) -> dict:
         result["seconds"] = time.monotonic() - t0
         return result
     prefetch_data(source)
-    restored = restore(source, submitted, release)
-    result["diagnostics"] += [d.as_dict() for d in restored.diagnostics]
-    for cell in restored.notebook.cells:
-        cell.metadata.setdefault("tags", [])  # papermill reads every cell's tags
-    restored.notebook.metadata.setdefault("papermill", {})
-    nb = pmp.parameterize_notebook(restored.notebook, job["parameters"], report_mode=False,
-                                   kernel_name="python3", language="python")
-    # papermill inserted one cell: shift graded indices after it
-    inserted = [i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", [])]
-    if inserted:
-        for g in restored.graded:
-            if g.index >= inserted[0]:
-                g.index += 1
-    workdir = Path(job["scratch"]) / f"{job['student']}-{os.getpid()}-{time.time_ns()}"
-    ex = execute(nb, restored.graded, workdir, limits=Limits(**job["limits"]), level=job["level"],
-                 hide=[Path(p) for p in job["hide"]], threads=job["threads"])
+    workdir = Path(job["scratch"]) / f"grading-{os.getpid()}-{time.time_ns()}"
+    ex, restore_diags = grade_notebook(source, submitted, release, assignment=job["assignment"],
+                                       parameters=job["parameters"], limits=Limits(**job["limits"]), level=job["level"],
+                                       hide=[Path(p) for p in job["hide"]], threads=job["threads"],
+                                       scratch=Path(job["scratch"]), workdir=workdir,
+                                       secret_seed=job.get("secret_seed", 0))
+    result["diagnostics"] += restore_diags + ex.diagnostics
     result["tests"] = [t.as_dict() for t in ex.tests]
-    result["diagnostics"] += ex.diagnostics
     result["flags"] += ex.flags
+    if ex.grader_error:
+        result["grader_error"] = True
     result["notebook"] = nbformat.writes(ex.notebook)
     result["seconds"] = time.monotonic() - t0
+    result["requests"] = ex.requests
     return result
 
 
 # ---------------------------------------------------------------- the instructor side
+def grading_secret(output: Path) -> str:
+    """The grading folder's secret (created once, readable by the instructor only): seeds the
+    data that tests hand to student code, so that no student can anticipate it, while a
+    regrade of the same submission sees the same data."""
+    import secrets
+
+    path = output / "secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(16))
+    return path.read_text().strip()
+
+
+def secret_seed(secret: str, student: str, assignment: str) -> int:
+    return int(hashlib.sha256(f"{secret}/{assignment}/{student}".encode()).hexdigest()[:8], 16)
+
+
 def build_jobs(args, root: Path, output: Path) -> tuple[list[dict], dict, str]:
     source_path, release_path = find_assignment(root, args.assignment)
     subs = find_submissions(Path(args.submissions), args.assignment, source_path.name)
     source_text = source_path.read_text()
     release_text = release_path.read_text() if release_path else None
     params = {"PROFILE": args.profile, "DEVICE": args.device, "SEED": args.seed}
-    limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout, memory_mb=args.memory)
+    limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout, memory_mb=args.memory,
+                    disk_mb=args.disk)
     level = isolation(args.isolation)
     threads = max(1, args.threads or (os.cpu_count() or 1) // max(1, args.workers))
     hide = [str(output.resolve()), str(Path(args.submissions).resolve()), str(root.resolve())]
+    secret = grading_secret(output)
     jobs = []
-    for student, path in subs.items():
-        h = digest(path.read_bytes(), source_text.encode(), json.dumps(params, sort_keys=True).encode())
-        jobs.append({"student": student, "path": str(path.resolve()), "hash": h, "source": source_text,
-                     "release": release_text, "parameters": params, "limits": limits.as_dict(), "level": level,
-                     "hide": hide, "threads": threads, "scratch": args.scratch or "/tmp"})
+    for student, (path, found_as) in subs.items():
+        try:
+            content = read_regular_file(path)
+        except SubmissionError as exc:
+            content = f"unreadable: {exc}".encode()  # the worker reports it; the hash still changes with it
+        h = digest(content, source_text.encode(), json.dumps(params, sort_keys=True).encode())
+        jobs.append({"student": student, "found_as": found_as, "path": str(path.absolute()), "hash": h,
+                     "assignment": args.assignment, "source": source_text, "release": release_text,
+                     "parameters": params, "limits": limits.as_dict(), "level": level, "hide": hide,
+                     "threads": threads, "scratch": args.scratch or "/tmp",
+                     "secret_seed": secret_seed(secret, student, args.assignment)})
     return jobs, {"source": source_path, "notebook": source_path.stem}, level
 
 
@@ -188,6 +298,7 @@ def run(args) -> int:
     print(f"autograder: {len(jobs)} submissions of {args.assignment}, {skipped} unchanged and already graded, "
           f"{len(todo)} to grade; isolation: {level}"
           + (f"; process cap: {process_cap()}" if level.startswith("bwrap") else "")
+          + f"; disk quota: {disk_quota()}"
           + ("  (WARNING: no filesystem or network isolation)" if level == "rlimits-only" else ""), file=sys.stderr)
     (output / "meta.json").write_text(json.dumps({"assignment": args.assignment, "notebook": info["notebook"],
                                                   "db_url": db_url, "isolation": level}, indent=1))
@@ -269,7 +380,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default 60)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per notebook (default 600)")
-    p.add_argument("--memory", type=int, default=4096, help="MiB of address space per kernel (default 4096)")
+    p.add_argument("--memory", type=int, default=4096, help="MiB of memory per kernel, its RAM-backed disk quota included (default 4096)")
+    p.add_argument("--disk", type=int, default=512, help="MiB a kernel may write to its work directory and /tmp (default 512)")
     p.add_argument("--isolation", default="auto", choices=["auto", "bwrap+nobody", "bwrap", "none"])
     p.add_argument("--scratch", help="where per-submission work directories go (default /tmp)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

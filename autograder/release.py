@@ -10,9 +10,10 @@ For each assignment the steps run in this order (each one needs the previous):
    gives the same bytes every time, which is what makes `--check` meaningful;
 4. static checks of the release: no solution or hidden-test markers, no hidden test line,
    no outputs;
-5. prove the source notebook passes all of its tests (executed, errors not allowed);
-6. prove the untouched release fails every graded test cell (executed with errors allowed,
-   each graded cell must have produced an error);
+5. prove, with the grader itself (sandboxed kernel, tests in the grader's process), that the
+   solution earns every point and that the untouched release earns none;
+6. prove that the release with the solutions filled in runs top to bottom in an ordinary
+   kernel, as a student's notebook does: every visible test passes there;
 7. write assignments/aNN-slug/ (release) or compare with it (`--check`).
 Nothing is written when any step fails.
 """
@@ -146,29 +147,59 @@ def execute(nb_path: pathlib.Path, allow_errors: bool, timeout: int = DEFAULT_CE
     return nb
 
 
-def prove_solution_passes(source_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> None:
-    """The solution notebook runs top to bottom without a single error."""
-    nb = execute(source_nb, allow_errors=True, timeout=timeout)
+def _grade(source_nb: pathlib.Path, submitted, released_nb: pathlib.Path, timeout: int):
+    from autograder.grade import grade_here
+
+    source = nbformat.read(source_nb, as_version=4)
+    release = nbformat.read(released_nb, as_version=4)
+    return grade_here(source, submitted if submitted is not None else source, release,
+                      assignment=source_nb.parent.name, cell_timeout=timeout)
+
+
+def prove_solution_passes(source_nb: pathlib.Path, released_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> None:
+    """Graded by the grader itself, the solution earns every point."""
+    ex = _grade(source_nb, None, released_nb, timeout)
+    failed = [t for t in ex.tests if t.status != "passed"]
+    problems = [f"  {t.grade_id}: {t.status}: {t.message}" for t in failed]
+    problems += [f"  {d['message']}" for d in ex.diagnostics if d["severity"] == "error"]
+    if ex.grader_error:
+        problems.append(f"  {ex.grader_error}")
+    if problems:
+        raise ReleaseError(f"{source_nb}: the solution does not pass its own tests:\n" + "\n".join(problems))
+
+
+def prove_release_fails(source_nb: pathlib.Path, released_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> None:
+    """Graded by the grader itself, the untouched student notebook earns nothing.
+
+    A graded cell that passes on the stubs would give points for doing nothing.
+    """
+    ex = _grade(source_nb, nbformat.read(released_nb, as_version=4), released_nb, timeout)
+    passing = [t.grade_id for t in ex.tests if t.score > 0]
+    if passing:
+        raise ReleaseError(f"{released_nb}: graded cell(s) pass on the untouched release: {', '.join(passing)}")
+
+
+def prove_visible_tests_run(source_nb: pathlib.Path, released_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> None:
+    """The release with the solutions filled in runs top to bottom in an ordinary kernel:
+    what a student who answered everything sees (their visible tests pass, nothing the
+    notebook needs is withheld from them)."""
+    from autograder.demo import fill_release, solution_answers
+
+    source = nbformat.read(source_nb, as_version=4)
+    answers = solution_answers(source)
+    filled = fill_release(nbformat.read(released_nb, as_version=4), answers, set(answers))
+    with tempfile.TemporaryDirectory(prefix="release-filled-") as tmp:
+        path = pathlib.Path(tmp) / released_nb.name
+        nbformat.write(filled, path)
+        nb = execute(path, allow_errors=True, timeout=timeout)
     failed = [i for i, err in checks.error_cells(nb, range(len(nb.cells))).items() if err]
     if failed:
         lines = []
         for i in failed:
             err = next(o for o in nb.cells[i].outputs if o.output_type == "error")
             lines.append(f"  {checks.cell_label(i, nb.cells[i])}: {err.ename}: {err.evalue}")
-        raise ReleaseError(f"{source_nb}: the solution does not pass its own tests:\n" + "\n".join(lines))
-
-
-def prove_release_fails(released_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> None:
-    """Every graded test cell of the untouched student notebook fails.
-
-    A graded cell that passes on the stubs would give points for doing nothing.
-    """
-    nb = execute(released_nb, allow_errors=True, timeout=timeout)
-    graded = [i for i, c in enumerate(nb.cells) if checks.is_graded_test(c)]
-    passing = [i for i, err in checks.error_cells(nb, graded).items() if not err]
-    if passing:
-        names = ", ".join(checks.cell_label(i, nb.cells[i]) for i in passing)
-        raise ReleaseError(f"{released_nb}: graded cell(s) pass on the untouched release: {names}")
+        raise ReleaseError(f"{released_nb}: with the solutions filled in, the student's notebook fails:\n"
+                           + "\n".join(lines))
 
 
 # --------------------------------------------------------------------------- compare
@@ -234,11 +265,14 @@ def release_one(root: pathlib.Path, assignment: str, check: bool = False, prove:
         if prove:
             for nb in notebooks:
                 t0 = time.perf_counter()
-                prove_solution_passes(nb, timeout)
-                echo(f"{assignment}: {nb.name} solution passes all tests ({time.perf_counter() - t0:.1f} s)")
+                prove_solution_passes(nb, fresh / nb.name, timeout)
+                echo(f"{assignment}: {nb.name} solution earns every point ({time.perf_counter() - t0:.1f} s)")
                 t0 = time.perf_counter()
-                prove_release_fails(fresh / nb.name, timeout)
-                echo(f"{assignment}: untouched release fails every graded cell ({time.perf_counter() - t0:.1f} s)")
+                prove_release_fails(nb, fresh / nb.name, timeout)
+                echo(f"{assignment}: untouched release earns nothing ({time.perf_counter() - t0:.1f} s)")
+                t0 = time.perf_counter()
+                prove_visible_tests_run(nb, fresh / nb.name, timeout)
+                echo(f"{assignment}: filled-in release runs in a plain kernel ({time.perf_counter() - t0:.1f} s)")
         if not check:
             if committed.exists():
                 shutil.rmtree(committed)

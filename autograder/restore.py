@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,10 +68,43 @@ def nbgrader_meta(cell) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+MAX_SUBMISSION_BYTES = 64 * 1024 * 1024
+
+
+def read_regular_file(path: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
+    """The bytes of `path`, which must be a regular file reached without a symbolic link.
+
+    A submission that is a link (to the instructor's solution, say), a FIFO or a device
+    is refused: the grader reads only what the student actually handed in.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if path.is_symlink():
+            raise SubmissionError(f"{path.name}: is a symbolic link, not a file; submit the notebook itself") from None
+        raise SubmissionError(f"{path.name}: cannot be read ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SubmissionError(f"{path.name}: is not a regular file")
+        if st.st_size > limit:
+            raise SubmissionError(f"{path.name}: is {st.st_size / 1e6:.0f} MB, over the {limit / 1e6:.0f} MB limit")
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_submission(path: Path) -> nbformat.NotebookNode:
     """Parse a submitted notebook; a clear SubmissionError when that is impossible."""
     try:
-        raw = Path(path).read_text(encoding="utf-8")
+        raw = read_regular_file(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SubmissionError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
     try:
@@ -135,6 +170,7 @@ def restore(source_nb: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
             continue  # an instructor cell without nbgrader metadata: the source's copy is used
         if cell.get("cell_type") == "code" and src:
             fresh = nbformat.v4.new_code_cell(source_of(cell))
+            fresh.metadata["autograder-student-cell"] = True  # runs in the kernel only
             extras.setdefault(anchor, []).append(fresh)
 
     # 2. Emit the source's cells in order, student code in solution cells, extras after anchors.

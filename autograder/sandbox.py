@@ -18,7 +18,13 @@ Isolation levels, strongest first (`isolation()` reports which one this machine 
   "rlimits-only"  no bubblewrap: resource limits only. Student code can read what the
                   instructor can read and use the network. Said so in every report.
 Resource limits (prlimit) apply at every level: address space, processes, file size,
-open files, core dumps. RLIMIT_NPROC does not bind a process whose real uid is root (the
+open files, core dumps. Bytes written: the work directory (the kernel's HOME, its /tmp and
+its current directory) is a tmpfs of `Limits.disk_mb` when the grader may mount one (root);
+being RAM, that quota is taken out of the memory budget (address space = memory_mb -
+disk_mb). Elsewhere a watchdog measures the work directory between and during cells and
+stops a kernel that writes more (`disk_quota()` says which).
+The course library is mounted read-only as a copy in which the modules that answer the
+assignment being graded are stubs that raise ImportError (`dlcourse.answers`). RLIMIT_NPROC does not bind a process whose real uid is root (the
 "bwrap" level), so where this machine lets us create cgroups, each bwrap kernel also runs
 in its own `pids` cgroup capped at `Limits.processes` tasks (`process_cap()` says which).
 """
@@ -52,6 +58,7 @@ class Limits:
     file_size_mb: int = 64
     open_files: int = 256
     output_kb: int = 256  # outputs kept per cell; the rest is dropped with a note
+    disk_mb: int = 512    # bytes the kernel may write (work directory, HOME and /tmp together)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,9 +84,12 @@ def isolation(prefer: str = "auto") -> str:
     return "rlimits-only"
 
 
-def prlimit_prefix(limits: Limits) -> list[str]:
+def prlimit_prefix(limits: Limits, ram_backed_disk: bool = False) -> list[str]:
     mib = 1024 * 1024
-    return ["prlimit", f"--as={limits.memory_mb * mib}", f"--nproc={limits.processes}",
+    # a RAM-backed work directory is memory too: what the kernel may write there comes out
+    # of its memory budget
+    memory = limits.memory_mb - (limits.disk_mb if ram_backed_disk else 0)
+    return ["prlimit", f"--as={max(256, memory) * mib}", f"--nproc={limits.processes}",
             f"--fsize={limits.file_size_mb * mib}", f"--nofile={limits.open_files}", "--core=0", "--"]
 
 
@@ -93,7 +103,7 @@ def hidden_paths(extra: list[Path]) -> list[Path]:
 SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/opt"]
 
 
-def bwrap_prefix(workdir: Path, level: str, hide: list[Path]) -> list[str]:
+def bwrap_prefix(workdir: Path, level: str, hide: list[Path], library: Path | None = None) -> list[str]:
     cmd = []
     if level == "bwrap+nobody":
         cmd += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -104,7 +114,8 @@ def bwrap_prefix(workdir: Path, level: str, hide: list[Path]) -> list[str]:
             cmd += ["--ro-bind", d, d]
         elif os.path.islink(d):
             cmd += ["--symlink", os.readlink(d), d]
-    cmd += ["--ro-bind", "/dev/null", "/etc/shadow", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # /tmp is the work directory's tmp/: what the kernel writes there counts against its quota
+    cmd += ["--ro-bind", "/dev/null", "/etc/shadow", "--dev", "/dev", "--proc", "/proc"]
     # The interpreter and the course library (read-only); never solutions/, tests/, the
     # gradebook or submissions, which are simply not mounted.
     allowed = [Path(sys.base_prefix), Path(sys.prefix), REPO / "dlcourse", REPO / "data"]
@@ -114,9 +125,14 @@ def bwrap_prefix(workdir: Path, level: str, hide: list[Path]) -> list[str]:
     for p in allowed:
         if p.exists():
             cmd += ["--ro-bind", str(p), str(p)]
+    if library is not None:
+        # the assignment's answer modules replaced by stubs: first on the kernel's path
+        # (PYTHONPATH, see kernel_env) and also mounted over the real package
+        cmd += ["--ro-bind", str(library), LIBRARY_MOUNT, "--ro-bind", str(library / "dlcourse"), str(library_location())]
     for p in hidden_paths(hide):
         if p.exists() and any(p == a or a in p.parents for a in allowed):
             cmd += ["--tmpfs", str(p)]
+    cmd += ["--bind", str(workdir / "tmp"), "/tmp"]
     cmd += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir),
             "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", str(workdir / "tmp")]
     return cmd
@@ -135,7 +151,10 @@ def data_locations() -> tuple[Path | None, Path]:
     return fetching.mirror_dir(), fetching.preferred_cache_dir()
 
 
-def kernel_env(threads: int, workdir: Path) -> dict[str, str]:
+LIBRARY_MOUNT = "/dlcourse-library"
+
+
+def kernel_env(threads: int, workdir: Path, library: Path | None = None, level: str = "bwrap") -> dict[str, str]:
     """A small, explicit environment: nothing of the instructor's leaks in."""
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -149,15 +168,136 @@ def kernel_env(threads: int, workdir: Path) -> dict[str, str]:
     mirror, cache = data_locations()
     env["DLCOURSE_DATA_MIRROR"] = str(mirror) if mirror is not None else "none"
     env["DLCOURSE_DATA_DIR"] = str(cache)
+    if library is not None:
+        env["PYTHONPATH"] = LIBRARY_MOUNT if level.startswith("bwrap") else str(library)
     return env
 
 
-def prepare_workdir(workdir: Path, level: str) -> None:
-    (workdir / "tmp").mkdir(parents=True, exist_ok=True)
-    (workdir / ".ipython").mkdir(exist_ok=True)
+WORK_SUBDIRS = ("tmp", ".ipython", ".grader")
+
+
+@functools.lru_cache(maxsize=None)
+def disk_quota() -> str:
+    """How the bytes a kernel writes are capped here, in words for reports (probed once)."""
+    probe = Path(tempfile.mkdtemp(prefix="autograder-quota-"))
+    try:
+        if _mount_tmpfs(probe, 1):
+            _unmount(probe)
+            return TMPFS_QUOTA
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return "watchdog (no tmpfs mount allowed: a kernel is stopped once its work directory is over quota)"
+
+
+TMPFS_QUOTA = "tmpfs size limit"
+
+
+def _mount_tmpfs(path: Path, size_mb: int) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,nr_inodes=65536,mode=0755", "tmpfs", str(path)],
+                         capture_output=True)
+    return res.returncode == 0
+
+
+def _unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def prepare_workdir(workdir: Path, level: str, limits: Limits | None = None) -> bool:
+    """Create the kernel's work directory; a size-limited tmpfs when possible. True if mounted."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    mounted = limits is not None and disk_quota() == TMPFS_QUOTA and _mount_tmpfs(workdir, limits.disk_mb)
+    for sub in WORK_SUBDIRS:
+        (workdir / sub).mkdir(exist_ok=True)
     if level == "bwrap+nobody" and os.geteuid() == 0:
-        for p in (workdir, workdir / "tmp", workdir / ".ipython"):
+        for p in (workdir, *(workdir / sub for sub in WORK_SUBDIRS)):
             os.chown(p, NOBODY, NOBODY)
+    elif level == "rlimits-only" and os.geteuid() == 0:
+        for p in (workdir, *(workdir / sub for sub in WORK_SUBDIRS)):
+            os.chown(p, NOBODY, NOBODY)
+    return mounted
+
+
+def release_workdir(workdir: Path, mounted: bool) -> None:
+    """Unmount (when it was a tmpfs) and delete a work directory."""
+    if mounted:
+        _unmount(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def directory_bytes(path: Path, limit_entries: int = 200_000) -> int:
+    """Bytes under `path` (files not followed through links); stops counting after many entries."""
+    total, seen = 0, 0
+    stack = [str(path)]
+    while stack and seen < limit_entries:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    seen += 1
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+    return total if seen < limit_entries else max(total, 1 << 62)
+
+
+# ---------------------------------------------------------------- the library copy
+def library_location() -> Path:
+    """Where the running interpreter imports the course library from."""
+    import dlcourse
+
+    return Path(dlcourse.__file__).resolve().parent
+
+
+def withheld_library(assignment: str, scratch: Path) -> Path | None:
+    """A folder holding a copy of the course library (`dlcourse/`) without `assignment`'s
+    answer modules.
+
+    Built once per assignment and library content in `scratch` (atomically: workers that
+    race both build, one rename wins). None when nothing is withheld for the assignment.
+    """
+    import hashlib
+
+    from dlcourse.answers import stub_source, withheld
+
+    modules = withheld(assignment)
+    if not modules:
+        return None
+    src = library_location()
+    h = hashlib.sha256(assignment.encode())
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(src)).encode())
+            h.update(p.read_bytes())
+    target = Path(scratch) / f"autograder-library-{assignment}-{h.hexdigest()[:16]}"
+    if target.is_dir():
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix="autograder-library-", dir=scratch))
+    copy = tmp / "lib" / "dlcourse"
+    shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for module in modules:
+        rel = Path(*module.split(".")[1:])
+        package = copy / rel
+        if package.is_dir():  # a sub-package: withhold all of it
+            shutil.rmtree(package)
+            package.mkdir()
+            (package / "__init__.py").write_text(stub_source(module, assignment))
+        else:
+            (copy / rel.with_suffix(".py")).write_text(stub_source(module, assignment))
+    for p in [copy.parent, copy, *copy.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    try:
+        os.rename(copy.parent, target)
+    except OSError:
+        pass  # another worker was first: use theirs
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 # ---------------------------------------------------------------- process cap (cgroup)
@@ -265,8 +405,11 @@ class SandboxKernelManager(AsyncKernelManager):
     would not reach the kernel.
     """
 
-    def __init__(self, *, workdir: Path, limits: Limits, level: str, hide: list[Path], threads: int, **kw):
+    def __init__(self, *, workdir: Path, limits: Limits, level: str, hide: list[Path], threads: int,
+                 library: Path | None = None, ram_backed_disk: bool = False, **kw):
         super().__init__(kernel_name="python3", transport="ipc", ip=str(workdir / "ipc"), **kw)
+        self.sandbox_library = library
+        self.sandbox_ram_disk = ram_backed_disk
         self.sandbox_workdir = workdir
         self.sandbox_limits = limits
         self.sandbox_level = level
@@ -278,7 +421,7 @@ class SandboxKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments=None):
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", str(self.sandbox_workdir / "kernel.json"),
                 "--HistoryManager.enabled=False", "--IPKernelApp.parent_handle=1"]
-        prefix = prlimit_prefix(self.sandbox_limits)
+        prefix = prlimit_prefix(self.sandbox_limits, self.sandbox_ram_disk)
         if self.sandbox_level.startswith("bwrap"):
             # (not at "rlimits-only": there the launcher already runs as uid 65534, which
             # cannot join a cgroup, and RLIMIT_NPROC binds it)
@@ -289,18 +432,43 @@ class SandboxKernelManager(AsyncKernelManager):
                     self.sandbox_cgroup = None  # RLIMIT_NPROC only, as process_cap() reports
             if self.sandbox_cgroup is not None:
                 prefix = self.sandbox_cgroup.prefix() + prefix
-            prefix += bwrap_prefix(self.sandbox_workdir, self.sandbox_level, self.sandbox_hide)
+            prefix += bwrap_prefix(self.sandbox_workdir, self.sandbox_level, self.sandbox_hide, self.sandbox_library)
         return prefix + argv
+
+    def log_tail(self, limit: int = 2000) -> str:
+        """The end of the kernel's console output (for a kernel that failed to start)."""
+        import stat
+
+        try:  # the kernel owns this folder: never follow a link it may have planted
+            fd = os.open(self.sandbox_workdir / "kernel.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return ""
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return ""
+            os.lseek(fd, max(0, st.st_size - limit), os.SEEK_SET)
+            data = os.read(fd, limit)
+        finally:
+            os.close(fd)
+        return data.decode("utf-8", "replace").strip()
 
     def release_cgroup(self) -> None:
         """After the kernel is shut down: kill anything left in its cgroup and remove it."""
+        log = getattr(self, "sandbox_log", None)
+        if log is not None:
+            log.close()
         if self.sandbox_cgroup is not None:
             self.sandbox_cgroup.release()
             self.sandbox_cgroup = None
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        kw["env"] = kernel_env(self.sandbox_threads, self.sandbox_workdir)
+        kw["env"] = kernel_env(self.sandbox_threads, self.sandbox_workdir, self.sandbox_library, self.sandbox_level)
         kw["cwd"] = str(self.sandbox_workdir)
+        # the kernel's own console output (ipykernel's internal errors, C-level prints) is the
+        # student's: keep it out of the instructor's terminal, in a file the grader may quote
+        self.sandbox_log = open(self.sandbox_workdir / "kernel.log", "wb")
+        kw["stdout"] = kw["stderr"] = self.sandbox_log
         if self.sandbox_level == "rlimits-only" and os.geteuid() == 0:
             kw["user"], kw["group"] = NOBODY, NOBODY  # unprivileged at least
             kw["extra_groups"] = []

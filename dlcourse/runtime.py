@@ -97,8 +97,17 @@ class RunConfig:
         return self.profile == "fast"
 
 
-def setup(profile: str = "fast", device: str = "auto", seed: int = 0, threads: int | None = None) -> RunConfig:
-    """Validate a notebook's parameters, then seed, pick the device and set the thread budget."""
+def setup(profile: str = "fast", device: str = "auto", seed: int = 0, threads: int | None = None,
+          assignment: str | None = None) -> RunConfig:
+    """Validate a notebook's parameters, then seed, pick the device and set the thread budget.
+
+    An assignment notebook names itself (`assignment="a03-lenet"`): the library modules
+    that hold its answers are then withheld in this kernel (see `dlcourse.answers`).
+    """
+    if assignment is not None:
+        from dlcourse.answers import block
+
+        block(assignment)
     if profile not in PROFILES:
         raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}")
     n = set_thread_budget(threads)

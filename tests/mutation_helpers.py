@@ -1,10 +1,11 @@
 """Mutation testing of assignment solutions: plant a known mistake, see which tests catch it.
 
 A mutant is `name -> (solution text, wrong text, grade_id of the cell that must fail)`.
-`run_mutated` edits a copy of the source notebook, executes it with the release's own
-executor (every cell runs, errors allowed) and returns, for every graded cell, whether
-it failed. Used by the per-assignment tests to prove that hidden tests reject subtly
-wrong solutions and that each mistake is caught by the cell meant to catch it.
+`run_mutated` plants the mutants in the solution cells of a copy of the source notebook and
+grades that copy as a student's submission with the real grader (sandboxed kernel, tests
+in the grader's process); it returns, for every graded cell, whether it failed. Used by the
+per-assignment tests to prove that hidden tests reject subtly wrong solutions and that each
+mistake is caught by the cell meant to catch it.
 """
 from __future__ import annotations
 
@@ -13,21 +14,23 @@ import pathlib
 import nbformat
 
 from autograder import notebook_checks as checks
-from autograder import release
+from autograder.grade import grade_here
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_mutated(source: pathlib.Path, tmp_path: pathlib.Path, mutants: dict) -> dict[str, bool]:
+def run_mutated(source: pathlib.Path, tmp_path: pathlib.Path, mutants: dict, messages: dict | None = None) -> dict[str, bool]:
+    original = nbformat.read(source, as_version=4)
     nb = nbformat.read(source, as_version=4)
     for name, (old, new, _) in mutants.items():
-        hits = [c for c in nb.cells if old in c.source]
-        assert len(hits) == 1, f"mutant {name}: solution text not found exactly once in {source.name}"
+        hits = [c for c in nb.cells if old in c.source and checks.nbgrader_meta(c).get("solution")]
+        assert len(hits) == 1, f"mutant {name}: solution text not found exactly once in a solution cell of {source.name}"
         hits[0].source = hits[0].source.replace(old, new)
-    path = tmp_path / source.name
-    nbformat.write(nb, path)
-    executed = release.execute(path, allow_errors=True)
-    by_id = {checks.nbgrader_meta(c).get("grade_id"): i for i, c in enumerate(executed.cells)}
-    errors = checks.error_cells(executed, by_id.values())
-    return {gid: errors[i] for gid, i in by_id.items() if gid}
+    release = REPO / "assignments" / source.parent.name / source.name
+    ex = grade_here(original, nb, nbformat.read(release, as_version=4), assignment=source.parent.name)
+    if messages is not None:
+        messages.update({t.grade_id: t.message for t in ex.tests})
+    return {t.grade_id: t.status != "passed" for t in ex.tests}
 
 
 def assert_each_mutant_caught(failed: dict[str, bool], mutants: dict, may_also_fail=frozenset()) -> None:

@@ -67,15 +67,13 @@ def batch(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_scenario_scored_and_diagnosed(batch, name):
     entry = journal(batch["out"])[name]
-    _, expected, clue = SCENARIOS[name]
+    _, expected, clue, flagged = SCENARIOS[name]
     assert sum(t["score"] for t in entry["tests"]) == expected, entry
     text = json.dumps(entry["diagnostics"] + entry["flags"] + [t["message"] for t in entry["tests"]])
-    if clue == "tamper":
-        assert entry["flags"] and any(t["status"] == "tampered" for t in entry["tests"]), entry
-    elif clue:
+    if clue and clue != "tamper":
         assert clue in text, entry
-    if clue != "tamper":
-        assert not entry["flags"], entry  # honest or merely broken code is not called tampering
+    # tricks are reported for a human's look; honest or merely broken code is not
+    assert bool(entry["flags"]) == flagged, entry
 
 
 def test_network_listener_never_reached(batch):
@@ -99,7 +97,8 @@ def test_feedback_hides_hidden_tests(batch):
     for html in pages.values():
         assert "HIDDEN_MARKER_fix" not in html and "test_relu" in html
         assert not any(line.strip() in html for line in hidden if line.strip())
-    assert "NameError" in pages["partial"] or "AssertionError" in pages["partial"]
+    # feedback names the function and the input case that failed
+    assert "while checking relu(float32[3])" in pages["partial"]
 
 
 def test_export_and_report(batch):

@@ -12,7 +12,7 @@ import os
 
 import nbformat
 
-from autograder.sandbox import CGROUP_CAP, process_cap
+from autograder.sandbox import CGROUP_CAP, TMPFS_QUOTA, disk_quota, process_cap
 
 # fork() is refused early when a pids cgroup caps the kernel, or when RLIMIT_NPROC binds
 # (a grader that is not root); only a root grader without cgroups lets the bomb run on
@@ -58,54 +58,96 @@ def _retype(nb, gid):
     return nb
 
 
-# name -> (builder(release) -> notebook or raw text, expected score out of 5, what the report must show)
+# what a kernel that fills its quota sees: the tmpfs is full, or the watchdog stopped it
+DISK_CLUE = "No space left on device" if disk_quota() == TMPFS_QUOTA else "MiB to disk"
+
+
+# name -> (builder(release) -> notebook or raw text, expected score out of 5, what the report must
+# show, whether the submission is flagged for a human's look). "tamper": the trick earns nothing;
+# the flag names the line.
+FLAGGED = True
 SCENARIOS = {
-    "correct": (lambda r: fill(r), 5, None),
-    "partial": (lambda r: fill(r, relu=BAD_RELU), 3, None),
-    "untouched": (lambda r: copy.deepcopy(r), 0, None),
+    "correct": (lambda r: fill(r), 5, None, False),
+    "partial": (lambda r: fill(r, relu=BAD_RELU), 3, None, False),
+    "untouched": (lambda r: copy.deepcopy(r), 0, None, False),
     # --- malformed notebooks
-    "invalid_json": (lambda r: '{"cells": [ this is not json', 0, "not valid JSON"),
-    "deleted_grade_cell": (lambda r: _drop(fill(r), "test_scale"), 5, "was deleted"),
-    "deleted_solution_cell": (lambda r: _drop(fill(r), "relu"), 3, "missing from the submission"),
-    "duplicated_grade_cell": (lambda r: _dup(fill(r, relu=BAD_RELU), "test_relu"), 3, "more than once"),
-    "changed_cell_type": (lambda r: _retype(fill(r), "test_add"), 5, "changed from code to markdown"),
-    "edited_locked_test": (lambda r: _edit_test(fill(r, relu=BAD_RELU)), 3, "was edited"),
+    "invalid_json": (lambda r: '{"cells": [ this is not json', 0, "not valid JSON", False),
+    "deleted_grade_cell": (lambda r: _drop(fill(r), "test_scale"), 5, "was deleted", False),
+    "deleted_solution_cell": (lambda r: _drop(fill(r), "relu"), 3, "missing from the submission", False),
+    "duplicated_grade_cell": (lambda r: _dup(fill(r, relu=BAD_RELU), "test_relu"), 3, "more than once", False),
+    "changed_cell_type": (lambda r: _retype(fill(r), "test_add"), 5, "changed from code to markdown", False),
+    "edited_locked_test": (lambda r: _edit_test(fill(r, relu=BAD_RELU)), 3, "was edited", False),
     "stderr_warnings": (lambda r: fill(r, add="import warnings, sys\nwarnings.warn('deprecated thing')\nprint('noise', file=sys.stderr)\n"
-                                             "def add(a, b):\n    warnings.warn('inside add')\n    return a + b"), 5, None),
-    "huge_output": (lambda r: fill(r, add="print('x' * 20_000_000)\ndef add(a, b):\n    return a + b"), 5, None),
-    # --- hostile code
-    "infinite_loop": (lambda r: fill(r, relu="while True:\n    pass"), 3, "time limit"),
-    "os_exit": (lambda r: fill(r, scale="import os\nos._exit(0)"), 1, "kernel died"),
-    "segfault": (lambda r: fill(r, scale="import ctypes\nctypes.string_at(0)"), 1, "kernel died"),
-    "memory_hog": (lambda r: fill(r, relu="hog = bytearray(8 * 1024**3)\ndef relu(x):\n    return x.clamp(min=0)"), 3, "MemoryError"),
+                                             "def add(a, b):\n    warnings.warn('inside add')\n    return a + b"), 5, None, False),
+    "huge_output": (lambda r: fill(r, add="print('x' * 20_000_000)\ndef add(a, b):\n    return a + b"), 5, None, False),
+    # --- code that harms the grading host
+    "infinite_loop": (lambda r: fill(r, relu="while True:\n    pass"), 3, "time limit", False),
+    "slow_function": (lambda r: fill(r, relu="def relu(x):\n    while True:\n        pass"), 3, "did not finish within", False),
+    "os_exit": (lambda r: fill(r, scale="import os\nos._exit(0)"), 1, "kernel died", False),
+    "segfault": (lambda r: fill(r, scale="import ctypes\nctypes.string_at(0)"), 1, "kernel died", FLAGGED),
+    "memory_hog": (lambda r: fill(r, relu="hog = bytearray(8 * 1024**3)\ndef relu(x):\n    return x.clamp(min=0)"), 3, "MemoryError", False),
     # with a pids cgroup fork() is refused at Limits.processes tasks (EAGAIN); without one, a kernel
     # running as real root is not bound by RLIMIT_NPROC and forks until the cell's time limit
     "fork_bomb": (lambda r: fill(r, relu="import os\nfor _ in range(10_000):\n    if os.fork() == 0:\n"
                                          "        import time; time.sleep(30); os._exit(0)\n"
                                          "def relu(x):\n    return x.clamp(min=0)"), 3,
-                  "Resource temporarily unavailable" if CAPPED else "time limit"),
+                  "Resource temporarily unavailable" if CAPPED else "time limit", False),
     "huge_file": (lambda r: fill(r, relu="with open('big.bin', 'wb') as f:\n    f.write(b'0' * (200 * 1024**2))\n"
-                                         "def relu(x):\n    return x.clamp(min=0)"), 3, "File too large"),
+                                         "def relu(x):\n    return x.clamp(min=0)"), 3, "File too large", False),
+    # many files under the per-file limit: the work directory's quota stops them
+    "disk_fill": (lambda r: fill(r, relu="for i in range(40):\n    with open(f'part{i}.bin', 'wb') as f:\n"
+                                         "        f.write(b'0' * (32 * 1024**2))\n"
+                                         "def relu(x):\n    return x.clamp(min=0)"), 3, DISK_CLUE, False),
+    "tmp_fill": (lambda r: fill(r, relu="for i in range(40):\n    with open(f'/tmp/part{i}.bin', 'wb') as f:\n"
+                                        "        f.write(b'0' * (32 * 1024**2))\n"
+                                        "def relu(x):\n    return x.clamp(min=0)"), 3, DISK_CLUE, False),
     "reads_solutions": (lambda r: fill(r, add="import glob\nfound = glob.glob('/work/**/solutions/**/*.ipynb', recursive=True) + glob.glob('/tmp/**/*.ipynb', recursive=True)\n"
-                                             "assert not found, found\ndef add(a, b):\n    return a + b"), 5, None),
+                                             "assert not found, found\ndef add(a, b):\n    return a + b"), 5, None, False),
     "reads_gradebook": (lambda r: fill(r, add="import glob\nfound = [p for d in ('/work', '/tmp', '/root', '/home', '/srv')\n         for p in glob.glob(d + '/**/gradebook.db', recursive=True) + glob.glob(d + '/**/journal.jsonl', recursive=True)]\n"
-                                             "assert not found, found\ndef add(a, b):\n    return a + b"), 5, None),
+                                             "assert not found, found\ndef add(a, b):\n    return a + b"), 5, None, False),
     "network": (lambda r: fill(r, add="import socket\ns = socket.socket()\ns.settimeout(2)\ntry:\n    s.connect(('127.0.0.1', PORT))\n    LEAK = 'connected'\n"
-                                      "except OSError as e:\n    LEAK = None\nassert LEAK is None\ndef add(a, b):\n    return a + b"), 5, None),
-    "patch_allclose": (lambda r: fill(r, relu=BAD_RELU + "\nimport torch\ntorch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True"), 3, "tamper"),
+                                      "except OSError as e:\n    LEAK = None\nassert LEAK is None\ndef add(a, b):\n    return a + b"), 5, None, FLAGGED),
+    # --- tricks that used to work when tests ran in the student's kernel: each now earns nothing
+    "patch_allclose": (lambda r: fill(r, relu=BAD_RELU + "\nimport torch\ntorch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True"), 3, "tamper", FLAGGED),
     "patch_numpy_testing": (lambda r: fill(r, scale="import numpy.testing, torch\nnumpy.testing.assert_allclose = lambda *a, **k: None\n"
-                                                    "torch.testing.assert_close = lambda *a, **k: None\ndef scale(x, k):\n    return x * 0"), 1, "tamper"),
+                                                    "torch.testing.assert_close = lambda *a, **k: None\ndef scale(x, k):\n    return x * 0"), 3, "tamper", FLAGGED),
     "shadow_global": (lambda r: fill(r, relu=BAD_RELU + "\nclass _T:\n    def __getattr__(self, n):\n        import torch\n"
-                                                       "        return (lambda *a, **k: True) if n in ('equal', 'allclose') else getattr(torch, n)\ntorch = _T()"), 3, "tamper"),
+                                                       "        return (lambda *a, **k: True) if n in ('equal', 'allclose') else getattr(torch, n)\ntorch = _T()"), 3, "tamper", FLAGGED),
     "excepthook": (lambda r: fill(r, relu=BAD_RELU + "\nimport sys\nsys.excepthook = lambda *a: None\n"
-                                                    "get_ipython().set_custom_exc((Exception,), lambda *a, **k: None)"), 3, "tamper"),
-    "rewrite_cells": (lambda r: fill(r, relu=BAD_RELU + "\nget_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])"), 3, "tamper"),
+                                                    "get_ipython().set_custom_exc((Exception,), lambda *a, **k: None)"), 3, "tamper", FLAGGED),
+    "rewrite_cells": (lambda r: fill(r, relu=BAD_RELU + "\nget_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])"), 3, "tamper", FLAGGED),
+    "rewrite_cells_in_place": (lambda r: fill(r, relu=BAD_RELU + "\nip = get_ipython()\nip.input_transformers_post[:] = "
+                                                                "[lambda lines: ['pass\\n'] for _ in ip.input_transformers_post]"), 3, "tamper", FLAGGED),
+    "shell_class_patch": (lambda r: fill(r, relu=BAD_RELU + "\nfrom IPython.core.interactiveshell import InteractiveShell\n"
+                                                           "InteractiveShell.run_cell = lambda self, *a, **k: None\n"
+                                                           "InteractiveShell.user_expressions = lambda self, e: {}"), 3, "tamper", FLAGGED),
+    "lying_int": (lambda r: fill(r, add="class Yes(int):\n    def __eq__(self, other):\n        return True\n"
+                                        "    __hash__ = int.__hash__\ndef add(a, b):\n    return Yes(0)"), 4, "tamper", FLAGGED),
+    "lying_tensor": (lambda r: fill(r, scale="import torch\nclass Liar(torch.Tensor):\n    @classmethod\n"
+                                             "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+                                             "        if func in (torch.allclose, torch.equal, torch.Tensor.allclose, torch.Tensor.equal):\n"
+                                             "            return True\n        return super().__torch_function__(func, types, args, kwargs or {})\n"
+                                             "def scale(x, k):\n    return torch.zeros_like(x).as_subclass(Liar)"), 3, "tamper", FLAGGED),
+    "frame_reader": (lambda r: fill(r, relu="import sys\ndef relu(x):\n    caller = sys._getframe(1)\n"
+                                            "    for name in ('want', 'expected', 'ref'):\n        if name in caller.f_locals:\n"
+                                            "            return caller.f_locals[name]\n    return x"), 3, "tamper", FLAGGED),
+    "blind_then_patch": (lambda r: fill(r, relu=BAD_RELU + "\nimport sys\nfor mod in list(sys.modules.values()):\n"
+                                                          "    if getattr(mod, '__name__', '') == 'torch':\n        mod.allclose = lambda *a, **k: True\n"
+                                                          "        mod.equal = lambda *a, **k: True"), 3, "tamper", FLAGGED),
+    "swap_code": (lambda r: fill(r, relu=BAD_RELU + "\nimport torch.nn.functional as F\n"
+                                                   "F.relu.__code__ = (lambda input, inplace=False: input).__code__"), 3, "tamper", FLAGGED),
+    "patch_thread": (lambda r: fill(r, relu=BAD_RELU + "\nimport threading, time, torch\n_real = torch.equal\n"
+                                                      "def _flip():\n    while True:\n        torch.equal = lambda *a, **k: True\n"
+                                                      "        time.sleep(0.001)\n        torch.equal = _real\n"
+                                                      "threading.Thread(target=_flip, daemon=True).start()"), 3, "tamper", FLAGGED),
+    "patch_builtin": (lambda r: fill(r, add="import builtins\nbuiltins.abs = lambda v: 0\nbuiltins.all = lambda v: True\n"
+                                            "def add(a, b):\n    return a - b"), 4, "tamper", FLAGGED),
+    # the tests never enter the kernel, so there is nothing of them to read or leak
+    "history_leak": (lambda r: add_cell(fill(r), "test_relu", "raise RuntimeError('history: ' + repr(In) + repr(Out))"), 5, None, False),
     "fake_output": (lambda r: fill(r, relu="def relu(x):\n    print('All tests passed')\n    return x\n"
-                                          "print('test_relu passed: 2/2 points')"), 3, None),
-    "sys_exit": (lambda r: fill(r, relu="import sys\nsys.exit(0)"), 3, None),
+                                          "print('test_relu passed: 2/2 points')"), 3, None, False),
+    "sys_exit": (lambda r: fill(r, relu="import sys\nsys.exit(0)"), 3, None, False),
 }
-
-
 def _edit_test(nb):
     for c in nb.cells:
         if c.metadata.get("nbgrader", {}).get("grade_id") == "test_relu":
@@ -114,7 +156,7 @@ def _edit_test(nb):
 
 
 def build(name, release, folder, port=0):
-    builder, _, _ = SCENARIOS[name]
+    builder = SCENARIOS[name][0]
     nb = builder(release)
     path = folder / f"{name}.ipynb"
     if isinstance(nb, str):

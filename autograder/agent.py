@@ -1,0 +1,201 @@
+"""The grader's agent inside the student's kernel: answers requests with plain data.
+
+The grader (a trusted process) never sends test code into the kernel. It sends *requests*
+(get this name, call this function with these tensors, read this attribute, ...) as
+`autograder.wire` messages written into the kernel's work directory, then asks the kernel
+to run `__dlcourse_grader__.serve(N)`. The agent does the one thing asked and writes the
+answer back as plain data; objects that are not plain data (functions, classes, modules,
+models, loaders) stay here and are named by a handle number.
+
+Nothing here is trusted. Student code can read, replace or break this agent: the worst it
+can achieve is to send wrong data or none, which the grader's checks then reject. This
+module needs only the standard library, torch and the wire module, whose source the
+grader sends in (the sandbox does not mount the autograder package).
+"""
+import linecache
+import os
+import sys
+import traceback
+
+import torch
+
+
+class Agent:
+    """Serves the grader's requests against the notebook's namespace `ns`."""
+
+    def __init__(self, folder, ns, wire):
+        self.folder = folder
+        self.ns = ns
+        self.wire = wire
+        self.objects = {}   # handle -> object (strong references keep ids stable)
+        self.handles = {}   # id(object) -> handle
+        self.notes = []
+
+    # ------------------------------------------------------------ plumbing
+    def _handle(self, obj):
+        hid = self.handles.get(id(obj))
+        if hid is None or self.objects.get(hid) is not obj:
+            hid = len(self.objects) + 1
+            self.objects[hid] = obj
+            self.handles[id(obj)] = hid
+        t = type(obj)
+        return {"$": "handle", "id": hid, "type": f"{t.__module__}.{t.__qualname__}"}
+
+    def _resolve(self, hid, tname):
+        if hid not in self.objects:
+            raise self.wire.WireError(f"no object with handle {hid}")
+        return self.objects[hid]
+
+    def serve(self, n):
+        """Answer request number `n` (read from req-N, written to rep-N)."""
+        self.notes = []
+        path = os.path.join(self.folder, f"req-{n}")
+        try:
+            with open(path, "rb") as fh:
+                request = self.wire.loads(fh.read(), make_handle=self._resolve)
+            os.unlink(path)
+            reply = {"status": "ok", "value": self._dispatch(request)}
+        except KeyboardInterrupt:
+            reply = {"status": "error", "error": {"type": "KeyboardInterrupt", "message": "interrupted by the grader", "frames": []}}
+        except BaseException as exc:  # noqa: BLE001 - every student error goes back as data
+            reply = {"status": "error", "error": describe_error(exc)}
+        self._write(n, reply)
+
+    def _write(self, n, reply):
+        tmp = os.path.join(self.folder, f"rep-{n}.part")
+        try:
+            data = self.wire.dumps(reply.pop("value", None), on_other=self._handle, on_note=self.notes.append,
+                                   extra={**reply, "notes": self.notes[:20]}, copy_generators=False)
+        except BaseException as exc:  # noqa: BLE001 - e.g. a value that cannot be encoded
+            data = self.wire.dumps(None, extra={"status": "error", "error": describe_error(exc), "notes": []})
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, os.path.join(self.folder, f"rep-{n}"))
+
+    def _dispatch(self, req):
+        value = req["value"]
+        op = value.get("op")
+        handler = getattr(self, "op_" + str(op), None)
+        if handler is None:
+            raise ValueError(f"unknown request {op!r}")
+        return handler(**{k: v for k, v in value.items() if k != "op"})
+
+    # ------------------------------------------------------------ requests
+    def op_get(self, name):
+        if name not in self.ns:
+            raise NameError(f"name {name!r} is not defined in the notebook")
+        return self.ns[name]
+
+    def op_call(self, target, args=(), kwargs=None):
+        return target(*args, **(kwargs or {}))
+
+    def op_map(self, target, calls):
+        out = []
+        for args, kwargs in calls:
+            try:
+                out.append({"ok": target(*args, **kwargs)})
+            except Exception as exc:  # noqa: BLE001 - recorded per call
+                out.append({"error": describe_error(exc)})
+        return out
+
+    def op_getattr(self, target, name):
+        return getattr(target, name)
+
+    def op_getitem(self, target, key):
+        return target[key]
+
+    def op_len(self, target):
+        return len(target)
+
+    def op_list(self, target, limit=100_000):
+        out = []
+        for item in target:
+            out.append(item)
+            if len(out) > limit:
+                raise ValueError(f"more than {limit} items")
+        return out
+
+    def op_describe(self, target):
+        t = type(target)
+        return {"type": f"{t.__module__}.{t.__qualname__}",
+                "mro": [f"{c.__module__}.{c.__qualname__}" for c in t.__mro__],
+                "callable": callable(target)}
+
+    def op_grad(self, target, args, kwargs=None, wrt=(0,), grad_output=None):
+        """Autograd through target(*args): gradients of (output * grad_output).sum() w.r.t. args[wrt]."""
+        args = [a.detach().clone().requires_grad_(True) if i in wrt else a for i, a in enumerate(args)]
+        out = target(*args, **(kwargs or {}))
+        weight = torch.ones_like(out) if grad_output is None else grad_output
+        inputs = [args[i] for i in wrt]
+        grads = torch.autograd.grad((out * weight).sum(), inputs, allow_unused=True)
+        return {"output": out, "grads": list(grads)}
+
+    def op_trace(self, target, args, names, kwargs=None):
+        """Run a module, recording the output shape of each named submodule."""
+        modules = dict(target.named_modules(remove_duplicate=False))  # a layer also held by a container
+        shapes, hooks = {}, []
+        for name in names:
+            if name not in modules:
+                shapes[name] = None
+                continue
+
+            def hook(mod, inputs, output, name=name):
+                out = output[0] if isinstance(output, (tuple, list)) else output
+                shapes[name] = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+            hooks.append(modules[name].register_forward_hook(hook))
+        try:
+            output = target(*args, **(kwargs or {}))
+        finally:
+            for h in hooks:
+                h.remove()
+        return {"output": output, "shapes": shapes}
+
+    def op_loader(self, tensors, batch_size=64, shuffle=False, seed=0, drop_last=False):
+        from torch.utils.data import DataLoader, TensorDataset
+
+        gen = torch.Generator().manual_seed(seed)
+        return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle, generator=gen,
+                          drop_last=drop_last)
+
+    def op_generator(self, seed):
+        return torch.Generator().manual_seed(seed)
+
+    def op_seed(self, seed):
+        import random
+
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            import numpy as np
+            np.random.seed(seed)
+        except ImportError:
+            pass
+        return None
+
+
+def describe_error(exc):
+    """An exception as data: type, message and the frames of notebook code it passed through."""
+    frames = []
+    for fs in traceback.extract_tb(exc.__traceback__):
+        name = fs.filename or ""
+        # the notebook's own cells (ipykernel names them /tmp/ipykernel_*/NNN.py or <ipython-input-...>)
+        if "ipykernel_" in name or name.startswith("<ipython-input") or name.startswith("<cell"):
+            line = fs.line or linecache.getline(name, fs.lineno or 0).strip()
+            frames.append({"function": fs.name, "line": (line or "")[:300], "lineno": fs.lineno or 0})
+    t = type(exc)
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises
+        message = "(message could not be read)"
+    return {"type": t.__qualname__ if t.__module__ in ("builtins", "__main__") else f"{t.__module__}.{t.__qualname__}",
+            "message": message[:2000], "frames": frames[-5:]}
+
+
+def install(folder, ns, wire_source):
+    """Create the agent (called by the grader's bootstrap code in the kernel)."""
+    import types
+
+    wire = types.ModuleType("_dlcourse_grader_wire")
+    exec(compile(wire_source, "<grader wire>", "exec"), wire.__dict__)
+    sys.modules.setdefault("_dlcourse_grader_wire", wire)
+    return Agent(folder, ns, wire)

@@ -1,0 +1,447 @@
+"""The grader's side of the channel to a student's kernel: requests, proxies, a namespace.
+
+Hidden tests run in the grader's own process. In their namespace a name the grader does
+not define itself (a student's function, class or variable) is looked up in the student's
+kernel: plain data comes back as a copy (a real torch.Tensor, int, dict, ...), anything
+else as a `Remote` proxy. Calling a proxy, reading its attributes, indexing it, taking
+its len() or iterating it sends a request to the kernel and returns the answer the same
+way. So a hidden test reads like ordinary asserts against the student's names, but every
+comparison, count and reference computation happens here, where student code cannot
+reach; the kernel can only ever send wrong data, or none.
+
+    KernelChannel   - one request/reply at a time over files in the kernel's work directory
+    Remote          - a proxy for an object that stays in the kernel
+    GraderNamespace - a test's globals: the grader's names first, then the kernel's
+    Student         - helpers a test uses explicitly (`student.grad`, `student.loader`, ...)
+"""
+from __future__ import annotations
+
+import builtins
+import os
+import stat
+import time
+from pathlib import Path
+from queue import Empty
+
+from autograder import wire
+
+MAX_REPLY_BYTES = 1 << 30  # 1 GiB: far above any fast-profile state dict
+
+
+# ---------------------------------------------------------------- errors a test can meet
+class StudentCodeError(Exception):
+    """The student's code raised while the grader called it.
+
+    `StudentCodeError.of(call, error)` also derives from the builtin exception the student's
+    code raised (ValueError, IndexError, ...), so a test's `except ValueError:` works as it
+    would in the notebook.
+    """
+
+    def __init__(self, call: str, error: dict):
+        self.call, self.error = call, error
+        frames = error.get("frames") or []
+        where = f" (at: {frames[-1]['line']})" if frames and frames[-1].get("line") else ""
+        super().__init__(f"{call} raised {error.get('type', 'an error')}: {error.get('message', '')}{where}")
+
+    _kinds: dict = {}
+
+    @classmethod
+    def of(cls, call: str, error: dict) -> "StudentCodeError":
+        name = error.get("type", "")
+        base = getattr(builtins, name, None)
+        if not (isinstance(base, type) and issubclass(base, Exception)) or issubclass(base, (StopIteration,)):
+            return cls(call, error)
+        kind = cls._kinds.get(name)
+        if kind is None:
+            try:
+                kind = type(f"Student{name}", (cls, base), {"__init__": cls.__init__, "__str__": Exception.__str__})
+            except TypeError:  # a builtin whose layout cannot be combined (OSError family)
+                kind = cls
+            cls._kinds[name] = kind
+        return kind(call, error)
+
+
+class KernelUnresponsive(Exception):
+    """A request did not finish within the time left for the test."""
+
+
+class KernelDied(Exception):
+    """The kernel process is gone."""
+
+
+class BadReply(Exception):
+    """The kernel answered with something that is not a well-formed reply."""
+
+
+class NotPlainData(TypeError):
+    """A test tried to use an object from the kernel as if it were plain data."""
+
+
+# ---------------------------------------------------------------- describing calls for feedback
+def summarize(value, depth: int = 0) -> str:
+    """A short, student-readable description of an argument: shapes and dtypes, small values."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        dt = str(value.dtype).replace("torch.", "")
+        return f"{dt}[{', '.join(str(s) for s in value.shape)}]" if value.dim() else f"{dt} scalar {value.item()!r}"
+    if isinstance(value, Remote):
+        return value._label
+    if isinstance(value, (list, tuple)):
+        if depth > 0 or len(value) > 6:
+            return f"{type(value).__name__} of {len(value)}"
+        inner = ", ".join(summarize(v, depth + 1) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, dict):
+        return f"dict of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def call_label(fn_label: str, args, kwargs) -> str:
+    parts = [summarize(a) for a in args] + [f"{k}={summarize(v)}" for k, v in kwargs.items()]
+    return f"{fn_label}({', '.join(parts)})"
+
+
+# ---------------------------------------------------------------- the channel
+class KernelChannel:
+    """Requests to the agent in one kernel, one at a time.
+
+    `client` is the nbclient NotebookClient that runs the notebook (its kernel client is
+    reused); `folder` is a directory both sides can reach (inside the kernel's work
+    directory). `deadline` (time.monotonic() value) bounds every request; the executor
+    sets it per test cell.
+    """
+
+    def __init__(self, client, folder: Path):
+        self.client = client
+        self.folder = Path(folder)
+        self.count = 0
+        self.deadline = float("inf")
+        self.last_call = ""
+        self.notes: list[str] = []
+        self.dead = False
+        self.requests = 0
+
+    # -- one round trip
+    def request(self, op: str, label: str = "", **fields):
+        if self.dead:
+            raise KernelDied("the kernel is no longer running")
+        if label:
+            self.last_call = label
+        self.count += 1
+        n = self.count
+        self.requests += 1
+        data = wire.dumps({"op": op, **fields}, on_other=self._encode_other)
+        req = self.folder / f"req-{n}"
+        req.write_bytes(data)
+        os.chmod(req, 0o644)
+        reply = self._run(f"__dlcourse_grader__.serve({n})", label or op)
+        header = self._read_reply(n, reply, label or op)
+        for note in header.get("notes", [])[:20]:
+            if isinstance(note, str):
+                self.notes.append(f"{label or op}: {note[:200]}")
+        if header.get("status") == "error":
+            error = header.get("error") if isinstance(header.get("error"), dict) else {}
+            raise StudentCodeError.of(label or op, _clean_error(error))
+        if header.get("status") != "ok":
+            raise BadReply(f"the kernel sent a malformed reply to {label or op}")
+        return header["value"]
+
+    def _encode_other(self, obj):
+        if isinstance(obj, Remote):
+            if obj._channel is not self:
+                raise NotPlainData("an object from another kernel cannot be sent here")
+            return {"$": "handle", "id": obj._id, "type": obj._type}
+        raise NotPlainData(f"cannot send a {type(obj).__name__} to the student's kernel: "
+                           "send tensors, numbers, strings, lists or dicts, or objects that came from the kernel")
+
+    def _run(self, code: str, what: str) -> dict:
+        """Execute one line in the kernel; wait for its reply until the deadline."""
+        from jupyter_core.utils import ensure_async, run_sync
+
+        kc = self.client.kc
+
+        async def wait(msg_id):
+            while True:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                try:
+                    msg = await ensure_async(kc.shell_channel.get_msg(timeout=min(0.5, left)))
+                except Empty:
+                    if not await ensure_async(kc.is_alive()):
+                        raise KernelDied(f"the kernel died while running {what}")
+                    continue
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    return msg
+
+        async def drain():
+            while True:
+                try:
+                    await ensure_async(kc.iopub_channel.get_msg(timeout=0))
+                except Empty:
+                    return
+
+        # an expression evaluated after an empty cell: it does not pass through the input
+        # transformers, history or cell events that the notebook's code may have changed
+        allowed = max(0.0, self.deadline - time.monotonic())
+        msg_id = kc.execute("", silent=True, store_history=False, allow_stdin=False, stop_on_error=False,
+                            user_expressions={"r": code})
+        try:
+            reply = run_sync(wait)(msg_id)
+        except KernelDied:
+            self.dead = True
+            raise
+        if reply is None:
+            # interrupt (message mode: a signal would not cross bubblewrap) and give it a moment
+            try:
+                run_sync(self.client.km.interrupt_kernel)()
+                self.deadline = time.monotonic() + 5
+                reply = run_sync(wait)(msg_id)
+            except Exception:  # noqa: BLE001 - any failure here means the kernel is unusable
+                reply = None
+            if reply is None:
+                self.dead = True
+            raise KernelUnresponsive(f"{what} did not finish within {allowed:.0f} s, the time left for this test"
+                                     + ("; the kernel was stopped" if self.dead else ""))
+        run_sync(drain)()
+        return reply
+
+    def _read_reply(self, n: int, reply: dict, what: str) -> dict:
+        content = reply.get("content", {})
+        expr = (content.get("user_expressions") or {}).get("r") or {}
+        path = self.folder / f"rep-{n}"
+        try:
+            # a regular file only: the kernel owns this folder and could plant a link or a FIFO
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            if isinstance(expr, dict) and expr.get("status") == "error":
+                raise BadReply(f"the kernel could not run the grader's request for {what} "
+                               f"({expr.get('ename', 'error')}: {str(expr.get('evalue', ''))[:200]})") from None
+            raise BadReply(f"the kernel did not answer the grader's request for {what}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise BadReply(f"the kernel's answer for {what} is not a regular file")
+            if st.st_size > MAX_REPLY_BYTES:
+                raise BadReply(f"the kernel's answer for {what} is too large ({st.st_size} bytes)")
+            chunks, left = [], st.st_size
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 24))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            data = b"".join(chunks)
+        finally:
+            os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        try:
+            return wire.loads(data, make_handle=lambda hid, tname: Remote(self, hid, tname, _short(tname)),
+                              max_bytes=MAX_REPLY_BYTES)
+        except wire.WireError as exc:
+            raise BadReply(f"the kernel's answer for {what} is not plain data ({exc})") from None
+
+
+def _short(type_name: str) -> str:
+    return f"<{type_name.rsplit('.', 1)[-1]} object>"
+
+
+def _clean_error(error: dict) -> dict:
+    """Keep only well-typed, bounded fields of an error the kernel reported."""
+    frames = []
+    for f in error.get("frames", [])[:5] if isinstance(error.get("frames"), list) else []:
+        if isinstance(f, dict):
+            frames.append({"function": str(f.get("function", ""))[:80], "line": str(f.get("line", ""))[:300]})
+    return {"type": str(error.get("type", "Error"))[:120], "message": str(error.get("message", ""))[:2000], "frames": frames}
+
+
+# ---------------------------------------------------------------- proxies
+class Remote:
+    """An object that lives in the student's kernel. Using it sends requests there."""
+
+    __slots__ = ("_channel", "_id", "_type", "_label")
+
+    def __init__(self, channel: KernelChannel, hid: int, type_name: str, label: str):
+        object.__setattr__(self, "_channel", channel)
+        object.__setattr__(self, "_id", hid)
+        object.__setattr__(self, "_type", type_name)
+        object.__setattr__(self, "_label", label)
+
+    def _relabel(self, value, label):
+        if isinstance(value, Remote) and value._label.startswith("<"):
+            object.__setattr__(value, "_label", label)
+        return value
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__") and name not in ("__name__", "__qualname__", "__doc__"):
+            raise AttributeError(name)
+        label = f"{self._label}.{name}"
+        return self._relabel(self._channel.request("getattr", label=label, target=self, name=name), label)
+
+    def __setattr__(self, name, value):
+        raise NotPlainData(f"cannot set attributes of {self._label} from the grader "
+                           "(use its methods, e.g. load_state_dict)")
+
+    def __call__(self, *args, **kwargs):
+        label = call_label(self._label, args, kwargs)
+        return self._relabel(self._channel.request("call", label=label, target=self, args=list(args), kwargs=kwargs),
+                             label)
+
+    def __getitem__(self, key):
+        label = f"{self._label}[{summarize(key)}]"
+        return self._relabel(self._channel.request("getitem", label=label, target=self, key=key), label)
+
+    def __len__(self):
+        n = self._channel.request("len", label=f"len({self._label})", target=self)
+        if type(n) is not int or n < 0:
+            raise NotPlainData(f"len({self._label}) is not a non-negative integer")
+        return n
+
+    def __iter__(self):
+        items = self._channel.request("list", label=f"iterating {self._label}", target=self)
+        if type(items) is not list:
+            raise NotPlainData(f"iterating {self._label} did not give a list of items")
+        return iter(items)
+
+    def __repr__(self):
+        return f"<{self._type} in the student's kernel: {self._label}>"
+
+    def _refuse(self, *args):
+        raise NotPlainData(f"{self._label} is a {self._type.rsplit('.', 1)[-1]} object, not plain data "
+                           "(a number, string, tensor, list or dict); the grader cannot compare or convert it")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __bool__ = __int__ = __float__ = __index__ = __complex__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __matmul__ = _refuse
+    __hash__ = object.__hash__
+
+
+# ---------------------------------------------------------------- a test's namespace
+class GraderNamespace(dict):
+    """Globals of the grader's test code: its own names first, then the student's kernel.
+
+    Builtins always win (a student's `sum` never replaces the grader's). A kernel value is
+    fetched when first read and kept until the kernel runs another cell (`forget_fetched`).
+    """
+
+    def __init__(self, channel: KernelChannel, **initial):
+        super().__init__(**initial)
+        self.channel = channel
+        self.fetched: set[str] = set()
+        self.missing: set[str] = set()
+
+    def __missing__(self, name):
+        if name in builtins.__dict__ or name.startswith("__") or name in self.missing:
+            raise KeyError(name)
+        try:
+            value = self.channel.request("get", label=name, name=name)
+        except StudentCodeError as exc:
+            if exc.error.get("type") == "NameError":
+                self.missing.add(name)
+                raise KeyError(name) from None
+            raise
+        if isinstance(value, Remote):
+            object.__setattr__(value, "_label", name)
+        dict.__setitem__(self, name, value)
+        self.fetched.add(name)
+        return value
+
+    def __setitem__(self, name, value):
+        self.fetched.discard(name)
+        dict.__setitem__(self, name, value)
+
+    def forget_fetched(self) -> None:
+        """The kernel ran code: values fetched before may be stale."""
+        for name in self.fetched:
+            self.pop(name, None)
+        self.fetched.clear()
+        self.missing.clear()
+
+
+class Student:
+    """What a hidden test can ask of the student's kernel beyond calling their names.
+
+    Available in every test cell as `student`. Also there: `secret_seed`, an integer the
+    student cannot know (it comes from the grading run's secret and the student's id), for
+    data the student's code must not be able to anticipate.
+    """
+
+    def __init__(self, channel: KernelChannel, sources: dict[str, str]):
+        self._channel = channel
+        self._sources = sources
+
+    def source(self) -> dict[str, str]:
+        """The submitted code, as the file holds it: {cell label: source} for every solution
+        cell and every cell the student added (read by the grader, not by the kernel)."""
+        return dict(self._sources)
+
+    def get(self, name: str):
+        """The kernel's value of `name` (even where the grader has a name of its own)."""
+        return self._channel.request("get", label=name, name=name)
+
+    def loader(self, *tensors, batch_size: int = 64, shuffle: bool = False, seed: int = 0, drop_last: bool = False):
+        """A torch DataLoader over `tensors`, built in the kernel (for the student's training code)."""
+        return self._channel.request("loader", label=f"a DataLoader of {len(tensors[0])} examples",
+                                     tensors=list(tensors), batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                     drop_last=drop_last)
+
+    def generator(self, seed: int):
+        """A torch.Generator made in the kernel (a handle: calls that share it share its state)."""
+        return self._channel.request("generator", label=f"torch.Generator().manual_seed({seed})", seed=seed)
+
+    def flag(self, message: str) -> None:
+        """Report something about this submission for an instructor's look (it does not change
+        the score; the test's own assertion does that)."""
+        self._channel.notes.append(f"test flag: {message}")
+
+    def seed(self, seed: int) -> None:
+        """Seed the kernel's random generators (Python, NumPy, torch)."""
+        self._channel.request("seed", label=f"seeding with {seed}", seed=seed)
+
+    def grad(self, fn, *args, wrt=(0,), grad_output=None, **kwargs):
+        """Run fn(*args) in the kernel with autograd; return (output, [d sum(output*grad_output) / d args[i]])."""
+        label = call_label(getattr(fn, "_label", "function"), args, kwargs)
+        out = self._channel.request("grad", label=f"autograd through {label}", target=fn, args=list(args),
+                                    kwargs=kwargs, wrt=list(wrt), grad_output=grad_output)
+        if not isinstance(out, dict) or "output" not in out or not isinstance(out.get("grads"), list):
+            raise NotPlainData(f"autograd through {label} gave no gradients")
+        return out["output"], out["grads"]
+
+    def trace(self, module, *args, names=(), **kwargs):
+        """Run module(*args) in the kernel; return (output, {submodule name: output shape or None})."""
+        label = call_label(getattr(module, "_label", "model"), args, kwargs)
+        out = self._channel.request("trace", label=label, target=module, args=list(args), kwargs=kwargs,
+                                    names=list(names))
+        if not isinstance(out, dict) or not isinstance(out.get("shapes"), dict):
+            raise NotPlainData(f"{label} did not report its layer shapes")
+        return out["output"], out["shapes"]
+
+    def map(self, fn, calls):
+        """Call fn once per (args, kwargs) in `calls`, in one round trip. Returns one
+        ("ok", value) or ("error", exception type name) per call."""
+        label = f"{getattr(fn, '_label', 'function')} on {len(calls)} inputs"
+        out = self._channel.request("map", label=label, target=fn, calls=[[list(a), dict(k)] for a, k in calls])
+        if type(out) is not list or len(out) != len(calls):
+            raise NotPlainData(f"{label}: wrong number of answers")
+        results = []
+        for item in out:
+            if isinstance(item, dict) and "ok" in item:
+                results.append(("ok", item["ok"]))
+            elif isinstance(item, dict) and isinstance(item.get("error"), dict):
+                results.append(("error", str(item["error"].get("type", "Error"))))
+            else:
+                raise NotPlainData(f"{label}: malformed answer")
+        return results
+
+    def isinstance(self, obj, class_name: str) -> bool:
+        """Whether a kernel object's class has `class_name` (e.g. "torch.nn.modules.module.Module")
+        among its bases, as the kernel reports it."""
+        if not isinstance(obj, Remote):
+            return False
+        info = self._channel.request("describe", label=f"type of {obj._label}", target=obj)
+        return isinstance(info, dict) and class_name in (info.get("mro") or [])
