@@ -77,8 +77,9 @@ def review_source(label: str, source: str, modules: set[str], withheld: tuple[st
                     flag(node, SUSPICIOUS_MODULES[top])
                 for w in withheld:
                     full = [name] if isinstance(node, ast.Import) else [name] + [f"{name}.{a.name}" for a in node.names]
-                    if any(f == w or f.startswith(w + ".") for f in full):
-                        flag(node, f"imports {w}, which holds this assignment's reference answers")
+                    # the module itself, something inside it, or a package that re-exports it
+                    if any(f == w or f.startswith(w + ".") or (w.startswith(f + ".") and "." in f) for f in full):
+                        flag(node, f"imports from {name}, which holds this assignment's reference answers ({w})")
         elif isinstance(node, ast.Attribute):
             why = SUSPICIOUS_NAMES.get(node.attr)
             if node.attr == "stack" and _root_name(node) == "inspect":

@@ -57,6 +57,11 @@ def batch(tmp_path_factory):
     subs.mkdir()
     for name in SCENARIOS:
         build(name, release, subs, port=listener.getsockname()[1])
+    # a submission that is a link to the instructor's solution, and names that are not safe as
+    # paths or spreadsheet cells
+    (subs / "symlinked.ipynb").symlink_to(ROOT / "solutions" / "fix" / "fix.ipynb")
+    shutil.copy(subs / "correct.ipynb", subs / "...ipynb")
+    shutil.copy(subs / "partial.ipynb", subs / '=HYPERLINK("http:x").ipynb')
     out = tmp / "out"
     proc = grade(subs, out, "--workers", "2")
     listener.close()
@@ -76,6 +81,26 @@ def test_scenario_scored_and_diagnosed(batch, name):
     assert bool(entry["flags"]) == flagged, entry
 
 
+def test_symlinked_submission_is_refused(batch):
+    entry = journal(batch["out"])["symlinked"]
+    assert sum(t["score"] for t in entry["tests"]) == 0
+    assert "symbolic link" in json.dumps(entry["diagnostics"])
+
+
+def test_unsafe_names_become_safe_ids(batch):
+    out = batch["out"]
+    entries = journal(out)
+    odd = {s: e for s, e in entries.items() if s not in SCENARIOS and s != "symlinked"}
+    assert len(odd) == 2
+    for student, e in odd.items():
+        assert not student.startswith((".", "-", "=")) and "/" not in student and student not in (".", "..")
+        assert "graded as student" in json.dumps(e["diagnostics"])  # the original name is kept in the report
+    assert {sum(t["score"] for t in e["tests"]) for e in odd.values()} == {5, 3}
+    # every autograded copy stays inside autograded/
+    for path in (out / "autograded").rglob("*.ipynb"):
+        assert path.resolve().parent.parent == (out / "autograded").resolve()
+
+
 def test_network_listener_never_reached(batch):
     assert batch["connections"] == []
 
@@ -84,13 +109,14 @@ def test_summary_and_isolation_reported(batch):
     assert "isolation: bwrap" in batch["stderr"] or "WARNING: no filesystem" in batch["stderr"]
     for name in SCENARIOS:
         assert name in batch["stdout"]
+    assert "disk quota:" in batch["stderr"]
 
 
 def test_feedback_hides_hidden_tests(batch):
     out = batch["out"]
     subprocess.run([PY, "-m", "autograder", "feedback", "--output", str(out)], check=True, capture_output=True)
     pages = {p.stem: p.read_text() for p in (out / "feedback").glob("*.html")}
-    assert set(pages) == set(SCENARIOS)
+    assert set(SCENARIOS) <= set(pages) and len(pages) == len(SCENARIOS) + 3
     hidden = [l for c in nbformat.read(ROOT / "solutions/fix/fix.ipynb", as_version=4).cells
               for l in c.source.split("### BEGIN HIDDEN TESTS")[-1].splitlines()[1:-1] if "HIDDEN TESTS" in c.source]
     assert hidden
@@ -110,6 +136,9 @@ def test_export_and_report(batch):
     for name, r in rows.items():
         for t in j[name]["tests"]:
             assert float(r[t["grade_id"]]) == t["score"]
+    # no cell a spreadsheet would evaluate as a formula
+    for row in csv.reader((out / "grades.csv").open()):
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
     assert "patch_allclose" in (out / "report.md").read_text().split("tampering")[1]
 

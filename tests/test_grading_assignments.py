@@ -1,0 +1,145 @@
+"""The real assignments graded as students hand them in: correct work written another valid
+way keeps every point (the false fails an honest review found), and answers that lean on
+the course library's own reference code or train on data they were not given earn nothing
+for those parts and are flagged.
+
+Each case is one notebook graded by the real grader (`grade_here`: sandboxed kernel, tests
+in the grader's process), built from the released notebook with the solutions filled in and
+one or more answers rewritten.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import nbformat
+import pytest
+
+from autograder.demo import fill_release, load_assignment, solution_answers
+from autograder.grade import grade_here
+from autograder.sandbox import data_locations
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grading-assignments")]
+
+
+def submission(assignment: str, **rewrites):
+    """(source, student notebook, release): the solutions filled in, then `old -> new` text
+    replacements applied per solution cell ({grade_id: [(old, new), ...]})."""
+    source, release, _ = load_assignment(ROOT, assignment)
+    answers = solution_answers(source)
+    for gid, pairs in rewrites.items():
+        for old, new in pairs:
+            assert old in answers[gid], f"{assignment}/{gid}: {old!r} not in the solution"
+            answers[gid] = answers[gid].replace(old, new)
+    return source, fill_release(release, answers, set(answers)), release
+
+
+def graded(assignment: str, **rewrites):
+    source, student, release = submission(assignment, **rewrites)
+    ex = grade_here(source, student, release, assignment=assignment)
+    return {t.grade_id: t for t in ex.tests}, ex
+
+
+def score(tests) -> float:
+    return sum(t.score for t in tests.values())
+
+
+def total(tests) -> float:
+    return sum(t.points for t in tests.values())
+
+
+# ---------------------------------------------------------------- a02: false fails
+def test_a02_relu_by_clamp_leaky_by_maximum_and_late_dropout_check_keep_full_marks():
+    tests, ex = graded("a02-building-blocks", activations=[
+        ("    return torch.where(x > 0, x, torch.zeros_like(x))", "    return torch.clamp(x, min=0)"),
+        ("    return torch.where(x > 0, x, slope * x)", "    return torch.maximum(slope * x, x)"),
+    ], dropout=[
+        # the module checks its keep probability when used, not when built
+        ('''        if isinstance(p_keep, bool) or not isinstance(p_keep, (int, float)) or not 0.0 < p_keep <= 1.0:
+            raise ValueError(f"p_keep must be in (0, 1], got {p_keep!r}")
+        self.p_keep = p_keep''', "        self.p_keep = p_keep"),
+    ])
+    assert score(tests) == total(tests) == 27, {g: t.message for g, t in tests.items() if t.status != "passed"}
+    assert not ex.flags, ex.flags
+
+
+def test_a02_relu_by_maximum_keeps_full_marks():
+    tests, _ = graded("a02-building-blocks", activations=[
+        ("    return torch.where(x > 0, x, torch.zeros_like(x))", "    return torch.maximum(x, torch.zeros_like(x))")])
+    assert tests["test_activations_forward"].status == "passed", tests["test_activations_forward"].message
+    assert score(tests) == total(tests)
+
+
+# ---------------------------------------------------------------- a02: library answers
+def test_a02_answers_from_the_course_library_earn_nothing():
+    delegate = {
+        "activations": "from dlcourse.activations import sigmoid, tanh, relu, leaky_relu, elu, swish",
+        "derivatives": ("from dlcourse.activations import sigmoid_grad, tanh_grad, relu_grad, leaky_relu_grad, "
+                        "elu_grad, swish_grad"),
+        "softmax": "import dlcourse.activations as A\ndef softmax(x, dim=-1):\n    return A.softmax(x, dim)",
+        "cross_entropy": "from dlcourse import activations\ncross_entropy = activations.cross_entropy",
+        "dropout": "from dlcourse.activations import dropout, Dropout",
+        "hinge_loss": "from dlcourse.activations import multiclass_hinge_loss",
+    }
+    source, release, _ = load_assignment(ROOT, "a02-building-blocks")
+    student = fill_release(release, delegate, set(delegate))
+    ex = grade_here(source, student, release, assignment="a02-building-blocks")
+    assert sum(t.score for t in ex.tests) == 0, [(t.grade_id, t.score) for t in ex.tests]
+    assert any("dlcourse.activations" in f for f in ex.flags), ex.flags
+    # the student sees why: the kernel's library withholds the module, with a clear message
+    assert any("holds the course's reference answers" in d["message"] for d in ex.diagnostics), ex.diagnostics
+
+
+# ---------------------------------------------------------------- a03
+def _needs_mnist():
+    mirror, _ = data_locations()
+    if mirror is None:
+        pytest.skip("needs the offline mirror (../shared/data) or a cached MNIST")
+
+
+def test_a03_tables_as_dicts_and_layers_also_held_by_a_container_keep_full_marks():
+    _needs_mnist()
+    tests, ex = graded("a03-lenet", lenet5=[
+        # the same layers, also registered (first) inside an nn.Sequential
+        ("        self.c1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)",
+         "        body = nn.Sequential(nn.Conv2d(1, 6, kernel_size=5, padding=2))\n"
+         "        self.body = body\n        self.c1 = body[0]"),
+    ], tables=[
+        ('"c1": ((6, 28, 28), 156), "s2": ((6, 14, 14), 0),',
+         '"c1": {"shape": (6, 28, 28), "params": 156}, "s2": {"shape": [6, 14, 14], "params": 0},'),
+    ])
+    assert score(tests) == total(tests) == 25, {g: t.message for g, t in tests.items() if t.status != "passed"}
+
+
+def test_a03_training_on_data_it_was_not_given_is_caught():
+    _needs_mnist()
+    # `train` ignores its loader and learns from the notebook's own training and validation images
+    tests, ex = graded("a03-lenet", train_eval=[
+        ("    optimizer = torch.optim.Adam(model.parameters(), lr=lr)",
+         "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n"
+         "    loader = torch.utils.data.DataLoader(torch.utils.data.ConcatDataset([splits.train, splits.val]),\n"
+         "                                         batch_size=32, shuffle=True)"),
+    ])
+    assert tests["test_convergence"].score == 0, tests["test_convergence"]
+    assert "learn from that loader only" in tests["test_convergence"].message
+    assert score(tests) == total(tests) - tests["test_convergence"].points
+    assert any("true digits" in f for f in ex.flags), ex.flags
+
+
+def test_a03_answers_from_the_course_library_earn_nothing():
+    _needs_mnist()
+    delegate = {
+        "lenet5": "from dlcourse.models.lenet import lenet5\nLeNet5 = lenet5",
+        "lenet5_1998": "from dlcourse.models import lenet5_1998 as LeNet5_1998\nfrom dlcourse.models.lenet import ScaledTanh\n"
+                       "squash = ScaledTanh()",
+        "tables": "from dlcourse.summary import summary\nMODERN_TABLE = TABLE_1998 = {}",
+        "train_eval": "from dlcourse.train import evaluate, fit\n"
+                      "def accuracy(model, loader):\n    return evaluate(model, loader)[1]\n"
+                      "def train(model, loader, epochs, lr):\n    return fit(model, loader, epochs=epochs, lr=lr).train_loss",
+    }
+    source, release, _ = load_assignment(ROOT, "a03-lenet")
+    student = fill_release(release, delegate, set(delegate))
+    ex = grade_here(source, student, release, assignment="a03-lenet")
+    assert sum(t.score for t in ex.tests) == 0, [(t.grade_id, t.score, t.message) for t in ex.tests]
+    flagged = " ".join(ex.flags)
+    assert "dlcourse.models" in flagged and "dlcourse.summary" in flagged and "dlcourse.train" in flagged, ex.flags
