@@ -49,6 +49,7 @@ class TestResult:
     score: float
     status: str  # "passed" | "failed" | "not run"
     message: str = ""
+    seconds: float = 0.0  # how long the test cell ran (its calls into the kernel included)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -269,12 +270,14 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                 if role == "test":
                     g = by_index[idx]
                     channel.deadline = time.monotonic() + budget
+                    t0 = time.monotonic()
                     outcome = testrun.run_test(ns, cell.source, g.grade_id, channel)
+                    took = time.monotonic() - t0
                     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=outcome.output)] if outcome.output else []
                     if outcome.passed:
-                        tests[g.grade_id] = TestResult(g.grade_id, g.points, g.points, "passed", "")
+                        tests[g.grade_id] = TestResult(g.grade_id, g.points, g.points, "passed", "", round(took, 3))
                     else:
-                        tests[g.grade_id] = TestResult(g.grade_id, g.points, 0.0, "failed", outcome.message)
+                        tests[g.grade_id] = TestResult(g.grade_id, g.points, 0.0, "failed", outcome.message, round(took, 3))
                         cell.outputs.append(nbformat.v4.new_output("stream", name="stderr",
                                                                    text=f"[grader] failed: {outcome.message}\n"))
                     if outcome.kernel_dead:

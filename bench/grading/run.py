@@ -1,21 +1,28 @@
-"""Benchmark: grading a class of a01 submissions, stock `nbgrader autograde` against ours.
+"""Benchmark: grading a class of a01 submissions: stock `nbgrader autograde`, the previous
+design of our grader (hidden tests inside the student's kernel, guarded by integrity probes)
+and the current one (hidden tests in the grader's process, student code behind a plain-data
+channel), in one run on one machine.
 
-One run, one machine, the same N submissions (default 40) for every system:
-- stock:    a throw-away nbgrader course (source/ from solutions/, submitted/{student}/),
-            `nbgrader generate_assignment` (not timed) then `nbgrader autograde` (timed);
-- ours:     `python -m autograder grade --force` with 1 and with 2 workers, each into a
-            fresh output folder (sandboxed kernels, integrity probes, gradebook, journal);
-- papermill: the same notebooks restored as ours restores them, executed one after the
-            other with plain `papermill.execute_notebook`, one kernel each (no sandbox,
-            no probes, no gradebook): the baseline cost of just running the notebooks.
-Every notebook gets one CPU thread (DLCOURSE_THREADS=1, `--threads 1`), so systems differ
-only in their machinery. The submissions are derived like `autograder demo`'s: the
-released notebook with the solution code filled in, every fifth one only partly.
+The same N students (default 40; every fifth answers only part) for every system:
+- stock:      a throw-away nbgrader course on the previous design's a01 source (its hidden
+              tests are ordinary in-kernel asserts, which stock nbgrader can run):
+              `nbgrader generate_assignment` (not timed), then `nbgrader autograde` (timed);
+- ours, old:  the grader and a01 of commit OLD_DESIGN, extracted with `git archive` into a
+              temporary folder (its library mount pointed at this checkout's dlcourse, which
+              its kernels import), `grade --force` with 1 and 2 workers;
+- ours, new:  this checkout's grader and a01, `grade --force` with 1 and 2 workers;
+- papermill:  the previous design's notebooks, restored as that grader restored them, run
+              one after the other with plain `papermill.execute_notebook` (no sandbox, no
+              tests outside the kernel, no gradebook): the cost of just running them.
+Every notebook gets one CPU thread (DLCOURSE_THREADS=1, `--threads 1`). The submissions are
+the released notebook with the solution code filled in (the student code is the same in
+both versions of a01).
 
-Prints submissions per minute, speedup over stock, our overhead per notebook over plain
-papermill ((ours with 1 worker - papermill) / N), whether stock and ours give the same
-scores, and PASS/MISS for the targets: 2 workers >= 1.8x stock throughput, overhead
-< 0.5 s per notebook. (The speedup target assumes at least 2 free cores.)
+Prints submissions per minute, speedup over stock, the overhead per notebook of each design
+over plain papermill and of the new design over the old, whether every system gives every
+student the same score, and PASS/MISS for the targets: 2 workers >= 1.8x stock throughput;
+new design's overhead over papermill < 1.0 s per notebook. (The speedup target assumes at
+least 2 free cores.)
 
 Usage: python bench/grading/run.py [--n 40] [--quick] [--keep]
 """
@@ -43,6 +50,24 @@ from autograder.restore import read_submission, restore  # noqa: E402
 ASSIGNMENT = "a01-convolution"
 PARAMS = {"PROFILE": "fast", "DEVICE": "cpu", "SEED": 0}
 BIN = Path(sys.executable).parent
+# the last commit whose grader ran the hidden tests inside the student's kernel
+OLD_DESIGN = "c7dde01"
+
+
+def extract_old_design(tmp: Path) -> Path | None:
+    """The previous design's grader and a01 in tmp/old (None when git or the commit is missing)."""
+    old = tmp / "old"
+    old.mkdir()
+    paths = ["autograder", f"solutions/{ASSIGNMENT}", f"assignments/{ASSIGNMENT}", "nbgrader_config.py"]
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_DESIGN, *paths], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    # its sandbox mounted <its repository>/dlcourse; the kernels import this checkout's library
+    sandbox = old / "autograder" / "sandbox.py"
+    sandbox.write_text(sandbox.read_text().replace('REPO / "dlcourse"', 'Path(__import__("dlcourse").__file__).resolve().parent'))
+    return old
 
 
 def child_env() -> dict[str, str]:
@@ -52,9 +77,9 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def make_submissions(folder: Path, n: int) -> tuple[list[str], str]:
+def make_submissions(folder: Path, n: int, root: Path = REPO) -> tuple[list[str], str]:
     """N students in nbgrader's submitted/{student}/{assignment}/ layout; every fifth partial."""
-    source, release, name = load_assignment(REPO, ASSIGNMENT)
+    source, release, name = load_assignment(root, ASSIGNMENT)
     answers = solution_answers(source)
     ids = list(answers)
     students = [f"student{i:02d}" for i in range(1, n + 1)]
@@ -66,19 +91,19 @@ def make_submissions(folder: Path, n: int) -> tuple[list[str], str]:
     return students, name
 
 
-def timed(cmd: list[str], cwd: Path, label: str) -> float:
+def timed(cmd: list[str], cwd: Path, label: str, env: dict | None = None) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=child_env(), capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env={**child_env(), **(env or {})}, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"bench/grading: {label} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return seconds
 
 
-def run_stock(tmp: Path, subs: Path, students: list[str], name: str) -> tuple[float, dict[str, float]]:
+def run_stock(tmp: Path, subs: Path, students: list[str], name: str, root: Path) -> tuple[float, dict[str, float]]:
     course = tmp / "course"
     (course / "source" / ASSIGNMENT).mkdir(parents=True)
-    shutil.copy(REPO / "solutions" / ASSIGNMENT / name, course / "source" / ASSIGNMENT / name)
+    shutil.copy(root / "solutions" / ASSIGNMENT / name, course / "source" / ASSIGNMENT / name)
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\n"
         f"c.CourseDirectory.root = {str(course)!r}\n"
@@ -95,11 +120,13 @@ def run_stock(tmp: Path, subs: Path, students: list[str], name: str) -> tuple[fl
     return seconds, scores
 
 
-def run_ours(tmp: Path, subs: Path, workers: int) -> tuple[float, dict[str, float], str]:
-    out = tmp / f"ours-w{workers}"
-    cmd = [sys.executable, "-m", "autograder", "grade", ASSIGNMENT, str(subs), "--root", str(REPO),
+def run_ours(tmp: Path, subs: Path, workers: int, root: Path = REPO, tag: str = "new") -> tuple[float, dict[str, float], str]:
+    out = tmp / f"ours-{tag}-w{workers}"
+    cmd = [sys.executable, "-m", "autograder", "grade", ASSIGNMENT, str(subs), "--root", str(root),
            "--output", str(out), "--workers", str(workers), "--threads", "1", "--force", "--quiet"]
-    seconds = timed(cmd, tmp, f"autograder grade --workers {workers}")
+    # the old design runs from its own folder: its `autograder` package comes first on the path
+    env = {"PYTHONPATH": str(root)} if root != REPO else None
+    seconds = timed(cmd, root if root != REPO else tmp, f"autograder grade ({tag}) --workers {workers}", env)
     scores, level = {}, json.loads((out / "meta.json").read_text())["isolation"]
     for line in (out / "journal.jsonl").read_text().splitlines():
         e = json.loads(line)
@@ -107,12 +134,12 @@ def run_ours(tmp: Path, subs: Path, workers: int) -> tuple[float, dict[str, floa
     return seconds, scores, level
 
 
-def run_papermill(tmp: Path, subs: Path, students: list[str], name: str) -> float:
+def run_papermill(tmp: Path, subs: Path, students: list[str], name: str, root: Path) -> float:
     """Sequential plain papermill on the restored notebooks; seconds of execution only."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source, release, _ = load_assignment(REPO, ASSIGNMENT)
+    source, release, _ = load_assignment(root, ASSIGNMENT)
     work = tmp / "papermill"
     work.mkdir()
     total = 0.0
@@ -149,21 +176,29 @@ def main(argv=None) -> int:
     os.environ.update(child_env())
     tmp = Path(tempfile.mkdtemp(prefix="bench-grading-"))
     try:
-        subs = tmp / "submitted"
-        students, name = make_submissions(subs, n)
+        old = extract_old_design(tmp)
+        if old is None:
+            sys.exit(f"bench/grading: commit {OLD_DESIGN} is not in this clone (git fetch --unshallow)")
+        subs_new = tmp / "submitted-new"
+        subs_old = tmp / "submitted-old"
+        students, name = make_submissions(subs_new, n)
+        make_submissions(subs_old, n, root=old)
         print(f"{n} submissions of {ASSIGNMENT} ({n - n // 5} correct, {n // 5} partial); "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; DLCOURSE_THREADS=1 and one "
               f"thread per notebook for every system", flush=True)
-        rows = []
-        stock_s, stock_scores = run_stock(tmp, subs, students, name)
+        rows, scores = [], {}
+        stock_s, scores["stock"] = run_stock(tmp, subs_old, students, name, old)
         rows.append(("stock nbgrader autograde", 1, stock_s))
         print(f"  stock nbgrader: {stock_s:.1f} s", flush=True)
         ours = {}
-        for w in (1, 2):
-            ours[w] = run_ours(tmp, subs, w)
-            rows.append(("ours (autograder grade)", w, ours[w][0]))
-            print(f"  ours, {w} worker(s): {ours[w][0]:.1f} s (isolation {ours[w][2]})", flush=True)
-        pm = run_papermill(tmp, subs, students, name)
+        for tag, root, subs in (("old", old, subs_old), ("new", REPO, subs_new)):
+            for w in (1, 2):
+                ours[tag, w] = run_ours(tmp, subs, w, root, tag)
+                scores[f"ours {tag} w{w}"] = ours[tag, w][1]
+                label = "ours, old design (tests in kernel)" if tag == "old" else "ours, new design (tests outside)"
+                rows.append((label, w, ours[tag, w][0]))
+                print(f"  {label}, {w} worker(s): {ours[tag, w][0]:.1f} s (isolation {ours[tag, w][2]})", flush=True)
+        pm = run_papermill(tmp, subs_old, students, name, old)
         rows.append(("plain papermill (baseline)", 1, pm))
         print(f"  plain papermill: {pm:.1f} s", flush=True)
     finally:
@@ -172,21 +207,23 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\n{'system':<28}{'workers':>8}{'wall s':>9}{'subs/min':>10}{'speedup vs stock':>18}")
-    for system, w, s in rows:
-        print(f"{system:<28}{w:>8}{s:>9.1f}{60 * n / s:>10.1f}{stock_s / s:>17.2f}x")
-    overhead = (ours[1][0] - pm) / n
-    speedup = stock_s / ours[2][0]
-    agree = all(abs(stock_scores[s] - ours[w][1].get(s, -1)) < 1e-9 for s in students for w in (1, 2))
-    print(f"\nour overhead per notebook over plain papermill: {overhead:+.2f} s "
-          f"(({ours[1][0]:.1f} - {pm:.1f}) / {n}); sandbox: {ours[1][2]}")
-    print(f"scores: stock and ours {'agree' if agree else 'DISAGREE'} for all {n} submissions "
-          f"(mean {sum(stock_scores.values()) / n:.2f} points)")
-    print(f"target 2 workers >= 1.8x stock throughput: {'PASS' if speedup >= 1.8 else 'MISS'} ({speedup:.2f}x)")
-    print(f"target overhead < 0.5 s per notebook:      {'PASS' if overhead < 0.5 else 'MISS'} ({overhead:+.2f} s)")
+    print(f"\n{'system':<38}{'workers':>8}{'wall s':>9}{'subs/min':>10}{'speedup vs stock':>18}")
+    for system, w, s_ in rows:
+        print(f"{system:<38}{w:>8}{s_:>9.1f}{60 * n / s_:>10.1f}{stock_s / s_:>17.2f}x")
+    over_old = (ours["old", 1][0] - pm) / n
+    over_new = (ours["new", 1][0] - pm) / n
+    new_vs_old = (ours["new", 1][0] - ours["old", 1][0]) / n
+    speedup = stock_s / ours["new", 2][0]
+    agree = all(abs(scores["stock"][s] - other.get(s, -1)) < 1e-9 for s in students for other in scores.values())
+    print(f"\noverhead per notebook over plain papermill: old design {over_old:+.2f} s, new design {over_new:+.2f} s")
+    print(f"new design against the old, per notebook (1 worker): {new_vs_old:+.2f} s; sandbox: {ours['new', 1][2]}")
+    print(f"scores: every system {'agrees' if agree else 'DISAGREES'} for all {n} submissions "
+          f"(mean {sum(scores['stock'].values()) / n:.2f} points)")
+    print(f"target 2 workers >= 1.8x stock throughput:      {'PASS' if speedup >= 1.8 else 'MISS'} ({speedup:.2f}x)")
+    print(f"target new design's overhead < 1.0 s/notebook: {'PASS' if over_new < 1.0 else 'MISS'} ({over_new:+.2f} s)")
     if not agree:
         for s in students:
-            print(f"  {s}: stock {stock_scores[s]}, ours {ours[1][1].get(s)} / {ours[2][1].get(s)}")
+            print(f"  {s}: " + ", ".join(f"{k} {v.get(s)}" for k, v in scores.items()))
     return 0 if agree else 1
 
 
