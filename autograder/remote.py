@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import os
 import stat
+import sys
 import time
 from pathlib import Path
 from queue import Empty
@@ -122,6 +123,8 @@ class KernelChannel:
         self.notes: list[str] = []
         self.dead = False
         self.requests = 0
+        self.test_filename = ""            # the test cell being run (set by autograder.testrun)
+        self.last_call_line: int | None = None  # its line that made the last labelled request
 
     # -- one round trip
     def request(self, op: str, label: str = "", **fields):
@@ -129,6 +132,7 @@ class KernelChannel:
             raise KernelDied("the kernel is no longer running")
         if label:
             self.last_call = label
+            self.last_call_line = self._test_line()
         self.count += 1
         n = self.count
         self.requests += 1
@@ -147,6 +151,15 @@ class KernelChannel:
         if header.get("status") != "ok":
             raise BadReply(f"the kernel sent a malformed reply to {label or op}")
         return header["value"]
+
+    def _test_line(self) -> int | None:
+        """The line of the test cell (its outermost frame) that is making this request."""
+        line, frame = None, sys._getframe(2)
+        while frame is not None:
+            if frame.f_code.co_filename == self.test_filename:
+                line = frame.f_lineno
+            frame = frame.f_back
+        return line
 
     def _encode_other(self, obj):
         if isinstance(obj, Remote):

@@ -14,6 +14,7 @@ hidden test's source or an expected value:
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import traceback
@@ -67,7 +68,7 @@ def run_test(ns, source: str, grade_id: str, channel, redact: set[str] = frozens
     """Run a graded test cell; never raises for anything the student's code did."""
     filename = f"<test {grade_id}>"
     out = _Capped()
-    channel.last_call = ""
+    channel.last_call, channel.last_call_line, channel.test_filename = "", None, filename
     try:
         code = compile(source, filename, "exec")
     except SyntaxError as exc:  # the instructor's test: a grader problem, reported as such
@@ -84,15 +85,33 @@ def run_test(ns, source: str, grade_id: str, channel, redact: set[str] = frozens
 
 
 def _failing_line(exc: BaseException, filename: str) -> int | None:
-    line = None
+    """The line of the test cell's own code (its outermost frame) where the failure surfaced."""
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         if frame.f_code.co_filename == filename:
-            line = lineno
-    return line
+            return lineno
+    return None
+
+
+def _related(source: str, failing: int | None, call: int | None) -> bool:
+    """Whether the last call into the kernel belongs to the failing check: made in the same
+    top-level statement (a loop, a helper call) or just before it (`got = f(x)`, then assert)."""
+    if failing is None or call is None:
+        return False
+    if 0 <= failing - call <= 3:
+        return True
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for stmt in tree.body:
+        if stmt.lineno <= failing <= (stmt.end_lineno or stmt.lineno):
+            return stmt.lineno <= call <= (stmt.end_lineno or stmt.lineno)
+    return False
 
 
 def describe_failure(exc: BaseException, source: str, filename: str, channel) -> str:
-    call = channel.last_call
+    lineno = _failing_line(exc, filename)
+    call = channel.last_call if _related(source, lineno, channel.last_call_line) else ""
     context = f" (while checking {call})" if call else ""
     if isinstance(exc, StudentCodeError):
         return str(exc)
@@ -107,7 +126,6 @@ def describe_failure(exc: BaseException, source: str, filename: str, channel) ->
     if isinstance(exc, NameError):
         name = getattr(exc, "name", None) or str(exc)
         return f"{name!s} is not defined in your notebook (run the cell that defines it, and keep the name the task asks for)"
-    lineno = _failing_line(exc, filename)
     hidden = hidden_line_numbers(source)
     text = str(exc).strip()
     if isinstance(exc, AssertionError):

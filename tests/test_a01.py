@@ -67,3 +67,52 @@ def test_graded_cells_and_points_survive_the_release():
     for gid in points:
         assert checks.BEGIN_HIDDEN in src_cells[gid].source, gid
     assert checks.check_released(SOURCE, RELEASED) == []
+
+
+# ---------------------------------------------------------------- mutation tests
+# (solution text, wrong replacement, graded cell that must now fail). Each group is graded
+# as one submission; within a group the mutants sit in different functions.
+MISTAKES = {
+    "output_size_rounds_down": (
+        '    if span % s != 0:\n        raise ValueError(f"invalid setting: ({n} + 2*{p} - {f_eff}) / {s} + 1 = '
+        '{span / s + 1:.2f} is not an integer")\n', "", "test_conv_output_size"),
+    "param_count_ignores_bias_flag": (
+        "    return f * f * d_in * k + (k if bias else 0)", "    return f * f * d_in * k + k", "test_conv_param_count"),
+    "receptive_field_ignores_strides": ("        jump *= s\n", "", "test_receptive_field"),
+    "naive_ignores_stride": (
+        "window = xp[n, :, i * stride:i * stride + FH, j * stride:j * stride + FW]",
+        "window = xp[n, :, i:i + FH, j:j + FW]", "test_conv2d_naive"),
+    "im2col_flips_the_kernel": (
+        "    out = cols @ w.reshape(K, C * FH * FW).T", "    out = cols @ w.flip(-2, -1).reshape(K, C * FH * FW).T",
+        "test_conv2d_im2col"),
+    "backward_overwrites_overlapping_windows": (
+        "    grad_x.scatter_add_(2, flat, grad_out.reshape(N, C, OH * OW))",
+        "    grad_x.scatter_(2, flat, grad_out.reshape(N, C, OH * OW))", "test_max_pool2d_backward"),
+}
+SHORTCUTS = {
+    "im2col_calls_the_library": (
+        "    if b is not None:\n        out = out + b.view(1, K, 1, 1)\n    return out",
+        "    return F.conv2d(x, w, b, stride=stride, padding=padding)", "test_no_library_convolution"),
+    "average_pooling_takes_the_max": (".mean(dim=(-2, -1))", ".amax(dim=(-2, -1))", "test_pooling_forward"),
+}
+AUTOGRAD = {
+    "backward_by_autograd": (
+        "    s = k if s is None else s\n    N, C, H, W = x.shape\n    win",
+        "    xr = x.detach().clone().requires_grad_(True)\n    max_pool2d(xr, k, s).backward(grad_out)\n"
+        "    return xr.grad\n    s = k if s is None else s\n    N, C, H, W = x.shape\n    win", "test_no_library_convolution"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("a01")
+@pytest.mark.parametrize("mutants", [MISTAKES, SHORTCUTS, AUTOGRAD], ids=["mistakes", "shortcuts", "autograd"])
+def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants):
+    from mutation_helpers import assert_each_mutant_caught, run_mutated
+
+    messages = {}
+    failed = run_mutated(SOURCE, tmp_path, mutants, messages)
+    assert_each_mutant_caught(failed, mutants)
+    # the feedback names what failed without the hidden test's source
+    if "backward_by_autograd" in mutants:
+        assert "not with autograd" in messages["test_no_library_convolution"]
+        assert "while checking" not in messages["test_no_library_convolution"]  # a static check names no call
