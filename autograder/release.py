@@ -229,6 +229,30 @@ def _differences(fresh: pathlib.Path, committed: pathlib.Path) -> list[str]:
     return diffs
 
 
+def prove_all(notebooks: list[pathlib.Path], released_dir: pathlib.Path, assignment: str,
+              timeout: int = DEFAULT_CELL_TIMEOUT, echo=None) -> None:
+    """The three proofs for each source notebook against its release in `released_dir`."""
+    echo = echo or (lambda line: print(line, flush=True))
+    for nb in notebooks:
+        t0 = time.perf_counter()
+        prove_solution_passes(nb, released_dir / nb.name, timeout)
+        echo(f"{assignment}: {nb.name} solution earns every point ({time.perf_counter() - t0:.1f} s)")
+        t0 = time.perf_counter()
+        prove_release_fails(nb, released_dir / nb.name, timeout)
+        echo(f"{assignment}: untouched release earns nothing ({time.perf_counter() - t0:.1f} s)")
+        t0 = time.perf_counter()
+        prove_visible_tests_run(nb, released_dir / nb.name, timeout)
+        echo(f"{assignment}: filled-in release runs in a plain kernel ({time.perf_counter() - t0:.1f} s)")
+
+
+def prove_committed(root: pathlib.Path, assignment: str, timeout: int = DEFAULT_CELL_TIMEOUT, echo=None) -> None:
+    """The proofs against the committed release (`release --check --no-prove` says it is current)."""
+    cfg = _course_config(root)
+    src = root / cfg.CourseDirectory.get("source_directory", "solutions") / assignment
+    released = root / cfg.CourseDirectory.get("release_directory", "assignments") / assignment
+    prove_all(sorted(src.glob("*.ipynb")), released, assignment, timeout, echo)
+
+
 # --------------------------------------------------------------------------- one assignment
 def release_one(root: pathlib.Path, assignment: str, check: bool = False, prove: bool = True,
                 timeout: int = DEFAULT_CELL_TIMEOUT, echo=None) -> None:
@@ -263,16 +287,7 @@ def release_one(root: pathlib.Path, assignment: str, check: bool = False, prove:
                 raise ReleaseError(f"{release_dir}/{assignment} is out of date: run make release "
                                    f"(differs: {', '.join(diffs)})")
         if prove:
-            for nb in notebooks:
-                t0 = time.perf_counter()
-                prove_solution_passes(nb, fresh / nb.name, timeout)
-                echo(f"{assignment}: {nb.name} solution earns every point ({time.perf_counter() - t0:.1f} s)")
-                t0 = time.perf_counter()
-                prove_release_fails(nb, fresh / nb.name, timeout)
-                echo(f"{assignment}: untouched release earns nothing ({time.perf_counter() - t0:.1f} s)")
-                t0 = time.perf_counter()
-                prove_visible_tests_run(nb, fresh / nb.name, timeout)
-                echo(f"{assignment}: filled-in release runs in a plain kernel ({time.perf_counter() - t0:.1f} s)")
+            prove_all(notebooks, fresh, assignment, timeout, echo)
         if not check:
             if committed.exists():
                 shutil.rmtree(committed)
