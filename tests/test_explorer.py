@@ -1,4 +1,5 @@
-"""The convolution explorer: precomputed values against torch, error views, and the jslink wiring."""
+"""The convolution and pooling explorers: precomputed values against torch, error views, the
+jslink wiring, the view they open on, and the touch sizes of their controls."""
 import itertools
 import re
 
@@ -58,8 +59,8 @@ def _leaves(w, path=()):
 
 
 def test_widget_tree_has_one_view_per_setting_and_all_jslinks(box):
-    style, row1, row2, root = box.children
-    sliders = list(row1.children) + list(row2.children)
+    style, bar, root = box.children
+    sliders = list(bar.children)
     assert [len(sl.options) for sl in sliders] == [5, 3, 3, 2]
     leaves = list(_leaves(root))
     assert len(leaves) == 5 * 3 * 3 * 2
@@ -82,7 +83,7 @@ def test_widget_tree_has_one_view_per_setting_and_all_jslinks(box):
 
 
 def test_leaf_at_path_shows_its_setting(box):
-    root = box.children[3]
+    root = box.children[2]
     values = [list(range(1, 6)), list(range(1, 4)), list(range(0, 3)), list(range(1, 3))]
     for path, leaf in _leaves(root):
         k, s, p, d = (values[i][j] for i, j in enumerate(path))
@@ -94,6 +95,81 @@ def test_leaf_at_path_shows_its_setting(box):
 def test_explorer_rejects_non_2d_image():
     with pytest.raises(ValueError, match="2-D"):
         explorer.convolution_explorer(image=[1, 2, 3])
+    with pytest.raises(ValueError, match="2-D"):
+        explorer.pooling_explorer(image=[1, 2, 3])
+
+
+def _visible_leaf(root):
+    """The view a reader sees before touching anything: follow every Stack's selected_index."""
+    w = root
+    while isinstance(w, widgets.Stack):
+        w = w.children[w.selected_index]
+    return w
+
+
+def test_explorer_opens_on_the_worked_example(box):
+    labels = {c.description: c.value for c in box._dlcourse_controls}
+    assert labels == {"kernel F": "3", "stride S": "1", "padding P": "0", "dilation": "1"}
+    leaf = _visible_leaf(box._dlcourse_root)
+    assert "F=3, S=1, P=0, dilation=1" in leaf.value and "Output: 3 x 3" in leaf.value
+    assert "= <b>51</b>" in leaf.value  # the worked example's first output value
+    # every Stack of a level opens on its control's index (jslink would also copy it over)
+    for depth, control in enumerate(box._dlcourse_controls):
+        stacks = [l.target[0] for l in box._dlcourse_links if l.source[0] is control]
+        assert stacks and all(st.selected_index == control.index for st in stacks), depth
+
+
+def test_controls_are_touch_sized_and_wrap():
+    """At phone width each slider gets its own line (flex wrap) and a 28 px handle."""
+    box = explorer.convolution_explorer()
+    style, bar = box.children[0].value, box.children[1]
+    assert "cx-explorer" in box._dom_classes and bar.layout.flex_flow == "row wrap"
+    handle = re.search(r"--jp-widgets-slider-handle-size:(\d+)px", style)
+    assert handle and int(handle.group(1)) >= 24  # WCAG 2.2 minimum target size is 24 px
+    assert all(c.layout.width == "auto" and c.layout.min_width == "0" for c in box._dlcourse_controls)
+
+
+POOL_IMAGE = torch.tensor(explorer.DEFAULT_POOL_IMAGE, dtype=torch.float64)
+POOL_SETTINGS = list(itertools.product(explorer.POOL_OPS, range(2, 4), range(1, 4), range(0, 2)))
+
+
+@pytest.mark.parametrize("op, k, s, p", POOL_SETTINGS)
+def test_pooling_views_match_torch_or_say_why_not(op, k, s, p):
+    setting = explorer.PoolSetting(op, k, s, p)
+    view = explorer.compute_pool_view(POOL_IMAGE, setting)
+    html = explorer.render_pool_view(view, setting, "pxT")
+    pool = F.max_pool2d if op == "max" else F.avg_pool2d  # avg: zeros padded and counted, as ours
+    if view["valid"]:
+        ref = pool(POOL_IMAGE[None, None], k, s, p)[0, 0]
+        assert torch.equal(torch.tensor(view["output"], dtype=torch.float64), ref)
+        assert f"Output: {ref.shape[0]} x {ref.shape[1]}" in html
+    else:
+        assert "invalid setting" in html and "not an integer" in html
+        assert (4 + 2 * p - k) % s != 0  # PyTorch would floor: the last window would hang over
+
+
+def test_pooling_padding_larger_than_half_the_window_is_refused_like_torch():
+    view = explorer.compute_pool_view(POOL_IMAGE, explorer.PoolSetting("max", 2, 1, 2))
+    assert not view["valid"] and "more than half the window" in view["message"]
+    with pytest.raises(RuntimeError, match="half"):
+        F.max_pool2d(POOL_IMAGE[None, None], 2, 1, 2)
+
+
+def test_max_pooling_pads_with_minus_infinity_and_average_counts_padded_zeros():
+    grid = -torch.ones(2, 2, dtype=torch.float64)  # all negative: a zero pad would win a max
+    top_left = explorer.compute_pool_view(grid, explorer.PoolSetting("max", 2, 2, 1))["output"][0][0]
+    assert top_left == -1.0
+    assert explorer.compute_pool_view(grid, explorer.PoolSetting("average", 2, 2, 1))["output"][0][0] == -0.25
+
+
+def test_pooling_explorer_opens_on_two_by_two_max_pooling_at_stride_two():
+    box = explorer.pooling_explorer()
+    assert [c.value for c in box._dlcourse_controls] == ["max", "2", "2", "0"]
+    assert isinstance(box._dlcourse_controls[0], widgets.ToggleButtons)
+    leaf = _visible_leaf(box._dlcourse_root)
+    assert "max pooling, F=2, S=2, P=0" in leaf.value and "Output: 2 x 2" in leaf.value
+    assert len(list(_leaves(box._dlcourse_root))) == 2 * 2 * 3 * 2
+    assert len(box._dlcourse_links) == 1 + 2 + 4 + 12
 
 
 def test_grid_covers_every_combination():

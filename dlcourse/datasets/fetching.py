@@ -8,7 +8,11 @@ Order of sources (first that yields a verified file wins):
      mirror files are used where they are, nothing is copied;
   3. the registry's URLs in order (``$DLCOURSE_DATA_URL`` replaces them with one base URL,
      e.g. a campus mirror), downloaded with pooch (progress bar) into a temporary file
-     next to the target, verified, then atomically moved into place.
+     next to the target, verified, then atomically moved into place. ``DLCOURSE_OFFLINE=1``
+     skips this step (a machine known to have no network need not wait for timeouts).
+
+``locate(name)`` returns the path together with the step that provided it ("cache",
+"mirror" or "download"), so that callers can say where their data came from.
 
 A file whose hash does not match is never used: it is renamed ``<file>.corrupt`` and the
 error names the file with the expected and the actual hash.
@@ -43,6 +47,15 @@ class ChecksumError(DataError):
 
 class DataUnavailableError(DataError):
     """No cached copy, no mirror copy and no download worked."""
+
+
+OFFLINE_ENV = "DLCOURSE_OFFLINE"
+ORIGINS = ("cache", "mirror", "download")  # what locate() reports, in the order it tries them
+
+
+def offline() -> bool:
+    """True when ``$DLCOURSE_OFFLINE`` asks for no downloads (1, true, yes, on)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 # ---------------------------------------------------------------------------- locations
@@ -188,6 +201,12 @@ def fetch(name: str, *, progress: bool = True, registry: str | os.PathLike | Non
     copies found were corrupt, DataUnavailableError (saying what to download and where to
     put it) when nothing could be had.
     """
+    return locate(name, progress=progress, registry=registry)[0]
+
+
+def locate(name: str, *, progress: bool = True,
+           registry: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """Like ``fetch``, but also say which step provided the file: (path, origin), origin in ORIGINS."""
     entry = registry_entry(name, registry)
     problems: list[str] = []
     corrupt: list[ChecksumError] = []
@@ -197,7 +216,7 @@ def fetch(name: str, *, progress: bool = True, registry: str | os.PathLike | Non
         if path.is_file():
             try:
                 verify(path, entry)
-                return path
+                return path, "cache"
             except ChecksumError as exc:
                 corrupt.append(exc)
 
@@ -207,7 +226,7 @@ def fetch(name: str, *, progress: bool = True, registry: str | os.PathLike | Non
         if path.is_file():
             try:
                 verify(path, entry, keep_aside=False)
-                return path
+                return path, "mirror"
             except ChecksumError as exc:
                 corrupt.append(exc)
         else:
@@ -217,6 +236,9 @@ def fetch(name: str, *, progress: bool = True, registry: str | os.PathLike | Non
 
     target = cache_dir() / entry.path
     urls = urls_for(entry)
+    if offline():
+        problems.append(f"downloads are switched off ({OFFLINE_ENV}={os.environ[OFFLINE_ENV]})")
+        urls = ()
     for url in urls:
         try:
             _download(url, target, entry, progress)
@@ -227,15 +249,15 @@ def fetch(name: str, *, progress: bool = True, registry: str | os.PathLike | Non
             problems.append(f"{url}: {type(exc).__name__}: {exc}")
             continue
         for exc in corrupt:
-            warnings.warn(f"ignored a corrupt copy: {exc}", stacklevel=2)
-        return target
+            warnings.warn(f"ignored a corrupt copy: {exc}", stacklevel=3)
+        return target, "download"
 
     if corrupt:
         detail = "; ".join(str(e) for e in corrupt)
         first = corrupt[0]
         err = ChecksumError(first.path, first.expected, first.actual, first.kept)
         err.args = (detail + ". Delete or replace the file, or download it again from one of: "
-                    + ", ".join(urls),)
+                    + ", ".join(urls_for(entry)),)
         raise err
     where_mirror = str(mirror) if mirror is not None else "a folder of your choice"
     raise DataUnavailableError(

@@ -5,8 +5,12 @@ Sources for ``mnist_splits``:
             Small (1.6 MB), mirrored offline: what CI, the book and the fast profile use.
   "full"    the 60,000-image training set split into train/val (the test set stays unseen).
   "digits"  scikit-learn's 8x8 digits upsampled to 28x28: needs no download at all.
-  "auto"    "test10k" when it can be had, else "digits" with a warning.
+  "auto"    "test10k" when it can be had, else "digits" with a warning (no warning when the
+            notebook's setup cell, ``datasets.ensure``, has already announced the stand-in).
 Images are float32 in [0, 1] with shape (N, 1, 28, 28); labels are int64 in 0..9.
+``Splits.source`` names the source that was used and ``Splits.description`` says it in a
+sentence that a page can print ("8,000 training and 2,000 validation images from MNIST's
+official 10,000-image test set").
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from dlcourse.datasets.availability import fallback_announced
 from dlcourse.datasets.fetching import DataError, fetch
 from dlcourse.datasets.splits import Splits, make_splits
 
@@ -88,8 +93,9 @@ def mnist_splits(seed: int = 0, val_size: int = 2000, source: str = "auto",
         try:
             return mnist_splits(seed, val_size, "test10k", limit)
         except DataError as exc:
-            warnings.warn(f"MNIST is not available ({exc}); falling back to scikit-learn's "
-                          "digits upsampled to 28x28 (source='digits')", stacklevel=2)
+            if not all(fallback_announced(f"mnist-test-{part}") for part in ("images", "labels")):
+                warnings.warn(f"MNIST is not available ({exc}); falling back to scikit-learn's "
+                              "digits upsampled to 28x28 (source='digits')", stacklevel=2)
             return mnist_splits(seed, val_size, "digits", limit)
     if source == "digits":
         from dlcourse.datasets.digits import digits_tensors

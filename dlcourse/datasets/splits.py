@@ -12,6 +12,14 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 
+# What each source is, as a page says it after "... images from".
+SOURCE_DESCRIPTIONS = {
+    "test10k": "MNIST's official 10,000-image test set",
+    "full": "MNIST's 60,000-image training set",
+    "digits": "scikit-learn's 1,797 8x8 handwritten digits, upsampled to 28x28",
+}
+
+
 @dataclass(frozen=True)
 class Splits:
     """Training and validation sets. ``source`` names where the images came from
@@ -22,6 +30,12 @@ class Splits:
     source: str
     train_indices: torch.Tensor | None = None
     val_indices: torch.Tensor | None = None
+
+    @property
+    def description(self) -> str:
+        """One sentence for a page: how many images of which data set this split holds."""
+        what = SOURCE_DESCRIPTIONS.get(self.source, f"source {self.source!r}")
+        return f"{len(self.train):,} training and {len(self.val):,} validation images from {what}"
 
 
 def split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

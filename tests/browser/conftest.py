@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from site_helpers import CHROMIUM_ARGS, site_dir, toc_pages
+from site_helpers import CHROMIUM_ARGS, PHONE_VIEWPORT, site_dir, toc_pages
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +81,11 @@ class Visit:
 class Session:
     """A browser context that refuses and records every request leaving 127.0.0.1."""
 
-    def __init__(self, browser, base_url):
+    def __init__(self, browser, base_url, width: int = 1280, height: int = 900, phone: bool = False):
         self.base_url = base_url
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        # phone: a touch screen that reports itself as mobile (the theme's narrow layout)
+        self.context = browser.new_context(viewport={"width": width, "height": height},
+                                           is_mobile=phone, has_touch=phone)
         self.outside: list[str] = []
         self.context.route("**/*", self._route)
 
@@ -120,6 +122,14 @@ class Session:
 @pytest.fixture(scope="session")
 def session(browser, base_url):
     s = Session(browser, base_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def phone_session(browser, base_url):
+    """Like `session`, on a phone: PHONE_VIEWPORT CSS pixels, touch, mobile layout."""
+    s = Session(browser, base_url, *PHONE_VIEWPORT, phone=True)
     yield s
     s.close()
 

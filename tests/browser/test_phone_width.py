@@ -1,0 +1,104 @@
+"""The built book on a phone: 390 CSS pixels wide, touch screen, the theme's mobile layout.
+
+No page may scroll sideways (a wide element must scroll inside itself, as code blocks do),
+and chapter 1's explorers must be usable by touch: they open on the worked examples,
+every control fits the screen, slider tracks are long enough to aim at and handles are
+at least 24 px (the WCAG 2.2 minimum target size), and a tap on a track moves the slider
+and changes the view.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from site_helpers import PHONE_VIEWPORT, toc_pages
+
+pytestmark = pytest.mark.browser
+WIDTH = PHONE_VIEWPORT[0]
+MIN_TARGET = 24      # px, WCAG 2.2 "target size (minimum)"
+MIN_TRACK = 150      # px: a slider track a thumb can aim along (it was 3 px)
+
+
+@pytest.mark.parametrize("doc", toc_pages())
+def test_page_does_not_scroll_sideways_at_phone_width(site, phone_session, doc):
+    if not (site / f"{doc}.html").is_file():
+        pytest.fail(f"{doc}.html was not built")
+    page, visit = phone_session.open(f"{doc}.html")
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    # what sticks out, for the failure message: elements whose right edge passes the screen's,
+    # unless an ancestor clips or scrolls them inside the screen
+    culprits = page.evaluate("""W => [...document.querySelectorAll('main *')].filter(e => {
+        const r = e.getBoundingClientRect(); if (r.width === 0 || r.right <= W + 1) return false;
+        for (let a = e.parentElement; a; a = a.parentElement) {
+          if (getComputedStyle(a).overflowX !== 'visible' && a.getBoundingClientRect().right <= W + 1) return false; }
+        return true; }).slice(0, 5).map(e => e.tagName + '.' + e.className + ': ' + (e.textContent || '').slice(0, 60))""",
+                             WIDTH)
+    page.close()
+    assert widths[0] <= widths[1] <= WIDTH, f"{doc} scrolls sideways: {widths}; sticking out: {culprits}"
+    assert not visit.console_errors and not visit.outside_requests, visit
+
+
+def _explorer_pages() -> list[str]:
+    return [d for d in toc_pages() if d.startswith("book/01-")]
+
+
+def _controls(page):
+    """Every slider of the explorers on the page: label, readout, track and handle boxes."""
+    return page.eval_on_selector_all(".cx-explorer .widget-slider", """els => els.map(e => {
+        const box = x => { const r = x.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; };
+        return {label: e.querySelector('.widget-label').innerText.trim(),
+                value: e.querySelector('.widget-readout').innerText.trim(),
+                track: box(e.querySelector('.noUi-target')), handle: box(e.querySelector('.noUi-handle'))}; })""")
+
+
+def _visible_outputs(page) -> list[str]:
+    views = page.eval_on_selector_all(
+        ".cx-explorer .widget-html-content", "els => els.filter(e => e.offsetParent !== null).map(e => e.innerText)")
+    return [m.group(0) for text in views for m in re.finditer(r"Output: \d+ x \d+", text)]
+
+
+def test_explorers_open_on_the_worked_examples_with_touch_sized_controls(site, phone_session):
+    seen = {}
+    for doc in _explorer_pages():
+        text = (site / f"{doc}.html").read_text(errors="replace")
+        if "cx-explorer" not in text:
+            continue
+        page, visit = phone_session.open(f"{doc}.html")
+        page.wait_for_selector(".cx-explorer .noUi-handle", timeout=15_000)
+        controls = _controls(page)
+        seen[doc] = {c["label"]: c["value"] for c in controls}
+        for c in controls:
+            left, _, width, _ = c["track"]
+            assert width >= MIN_TRACK and left + width <= WIDTH, (doc, c)
+            assert min(c["handle"][2:]) >= MIN_TARGET, (doc, c)
+        buttons = page.eval_on_selector_all(".cx-explorer button", "els => els.map(e => { const r = "
+                                            "e.getBoundingClientRect(); return [r.width, r.height, r.right]; })")
+        assert all(min(w, h) >= MIN_TARGET and right <= WIDTH for w, h, right in buttons), (doc, buttons)
+        seen[doc]["outputs"] = _visible_outputs(page)
+        page.close()
+        assert not visit.console_errors and not visit.outside_requests, visit
+    conv = next(v for v in seen.values() if "kernel F" in v)
+    assert conv["kernel F"] == "3" and conv["stride S"] == "1" and conv["padding P"] == "0", conv
+    assert conv["outputs"] == ["Output: 3 x 3"], conv  # the worked example: 5x5 image, 3x3 kernel
+    pool = next(v for v in seen.values() if "window F" in v)
+    assert pool["window F"] == "2" and pool["stride S"] == "2" and pool["outputs"] == ["Output: 2 x 2"], pool
+
+
+def test_a_tap_on_a_slider_track_moves_it_and_changes_the_view(site, phone_session):
+    doc = next(d for d in _explorer_pages() if "kernel F" in (site / f"{d}.html").read_text(errors="replace"))
+    page, visit = phone_session.open(f"{doc}.html")
+    page.wait_for_selector(".cx-explorer .noUi-handle", timeout=15_000)
+    kernel = next(c for c in _controls(page) if c["label"] == "kernel F")
+    left, top, width, height = kernel["track"]
+    page.locator(".cx-explorer .widget-slider", has_text="kernel F").scroll_into_view_if_needed()
+    kernel = next(c for c in _controls(page) if c["label"] == "kernel F")
+    left, top, width, height = kernel["track"]
+    page.touchscreen.tap(left + width - 2, top + height / 2)  # the right end: the largest kernel
+    page.wait_for_function("() => [...document.querySelectorAll('.cx-explorer .widget-html-content')]"
+                           ".some(e => e.offsetParent !== null && e.innerText.includes('F=5, S=1'))", timeout=10_000)
+    after = next(c for c in _controls(page) if c["label"] == "kernel F")
+    assert after["value"] == "5"
+    assert _visible_outputs(page) == ["Output: 1 x 1"]  # a 5x5 kernel on the 5x5 image
+    page.close()
+    assert not visit.console_errors and not visit.outside_requests, visit
