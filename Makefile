@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export DLCOURSE_THREADS ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv vendor system-deps book book-strict test unit browser-test release release-check grade-demo bench freeze clean
+.PHONY: help venv vendor system-deps book book-strict test unit browser-test release release-check grade-demo bench freeze clean wheel hub-deps platform-test
 
 help:
 	@echo "make book        build the HTML book into _build/html (fast profile, cached execution)"
@@ -17,6 +17,7 @@ help:
 	@echo "make release     regenerate assignments/ from solutions/ (and prove solution passes / release fails)"
 	@echo "make grade-demo  grade the built-in sample submissions for a01"
 	@echo "make bench       run the benchmarks under bench/ and print their tables"
+	@echo "make platform-test  the course on a real JupyterHub (as root) and the install source as Colab meets it"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,8 @@ venv: $(STAMP)
 system-deps:
 	@missing=""; command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	 command -v chromium >/dev/null || missing="$$missing chromium"; \
+	 command -v npm >/dev/null || missing="$$missing npm"; \
+	 command -v git >/dev/null || missing="$$missing git"; \
 	 if [ -n "$$missing" ]; then \
 	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	     echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -44,20 +47,46 @@ system-deps:
 vendor: venv
 	$(PY) book/_vendor/fetch.py
 
-book: venv vendor
+# book/_tools/build_guard.py: `before` re-executes the pages whose data, library or machine
+# changed since they were cached; `after` lists the pages whose notebook raised and fails.
+GUARD := $(PY) book/_tools/build_guard.py
+
+# The course library as a wheel, published with the site at _static/dist/ (book/_ext/launch_links.py
+# copies it in after checking it matches dlcourse/): the notebooks' setup cells install it from there.
+WHEEL_DIR := _build/dist
+wheel: venv
+	$(PY) -m autograder.publish wheel $(WHEEL_DIR)
+
+# configurable-http-proxy for the hub (tests/hub/, hub/jupyterhub_config.py), from the npm
+# registry at the versions and hashes of hub/package-lock.json, into hub/node_modules/.
+hub-deps: system-deps
+	@test -x hub/node_modules/.bin/configurable-http-proxy || \
+	 if command -v npm >/dev/null; then npm ci --prefix hub --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	 else echo "warning: npm is missing, so the hub test will skip (apt-get install npm as root)"; fi
+
+book: venv vendor wheel
+	$(GUARD) before _build
 	$(VENV)/bin/jupyter-book build . --path-output . -q
+	$(GUARD) after _build
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
 
-book-strict: venv vendor
-	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going -q
+book-strict: venv vendor wheel
+	$(GUARD) before _build
+	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going -q; status=$$?; \
+	  $(GUARD) after _build && exit $$status
 
 unit: venv vendor system-deps
-	$(PY) -m pytest -m "not browser" -n 2 --dist loadgroup
+	$(PY) -m pytest -m "not browser and not hub and not site" -n 2 --dist loadgroup
 
 browser-test: venv system-deps
 	$(PY) -m pytest -m browser
 
-test: venv system-deps release-check unit book-strict browser-test
+# After the book build: the hub workflow end to end (needs root; skips otherwise) and the
+# released notebook installing the library from the built site, as in Colab.
+platform-test: venv system-deps hub-deps
+	$(PY) -m pytest -m "hub or site"
+
+test: venv system-deps release-check unit book-strict browser-test platform-test
 	@echo "make test: all passed"
 
 release: venv

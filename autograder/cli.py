@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "report": "autograder.report",
     "demo": "autograder.demo",
     "setup-cells": "autograder.setup_cell",
+    "watch": "autograder.watch",
+    "release-feedback": "autograder.exchange",
 }
 
 

@@ -12,12 +12,30 @@ from pathlib import Path
 from autograder.results import load
 
 
-def page(assignment: str, e: dict) -> str:
+# How much a feedback page says (`--detail`), for instructors who release feedback while
+# an assignment is still open (`autograder watch`) and do not want the messages of the
+# hidden tests, or even their names, to guide guessing:
+#   full    every test's name, result, points and error message (the default)
+#   names   every test's name, result and points; no messages
+#   scores  the total score and how many tests passed; no test names
+DETAILS = ("full", "names", "scores")
+
+
+def page(assignment: str, e: dict, detail: str = "full") -> str:
+    if detail not in DETAILS:
+        raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")
     rows = "".join(
         f"<tr class='{t['status'].replace(' ', '-')}'><td>{html.escape(t['grade_id'])}</td><td>{html.escape(t['status'])}</td>"
         f"<td>{t['score']:g} / {t['points']:g}</td><td>{html.escape(t['message'])}</td></tr>" for t in e["tests"])
     notes = "".join(f"<li>{html.escape(d['message'])}</li>" for d in e["diagnostics"])
     got, total = sum(t["score"] for t in e["tests"]), sum(t["points"] for t in e["tests"])
+    if detail == "names":
+        rows = "".join(f"<tr class='{t['status'].replace(' ', '-')}'><td>{html.escape(t['grade_id'])}</td>"
+                       f"<td>{html.escape(t['status'])}</td><td>{t['score']:g} / {t['points']:g}</td><td></td></tr>"
+                       for t in e["tests"])
+    elif detail == "scores":
+        passed = sum(t["status"] == "passed" for t in e["tests"])
+        rows = f"<tr><td colspan='4'>{passed} of {len(e['tests'])} tests passed</td></tr>"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(assignment)}: {html.escape(e['student'])}</title>"
             "<style>td,th{border:1px solid #ccc;padding:4px}.passed{background:#e6ffe6}.failed,.not-run,.tampered{background:#ffe6e6}</style>"
             f"</head><body><h1>{html.escape(assignment)}: feedback for {html.escape(e['student'])}</h1>"
@@ -30,7 +48,7 @@ def run(args) -> int:
     out = Path(args.output) / "feedback"
     out.mkdir(exist_ok=True)
     for student, e in entries.items():
-        (out / f"{student}.html").write_text(page(meta["assignment"], e))
+        (out / f"{student}.html").write_text(page(meta["assignment"], e, getattr(args, "detail", "full")))
     print(f"feedback for {len(entries)} students in {out}")
     return 0
 
@@ -39,4 +57,6 @@ def register(subparsers) -> None:
     from autograder.grade import add_common
     p = subparsers.add_parser("feedback", help="per-student HTML feedback (no hidden test source)")
     add_common(p)
+    p.add_argument("--detail", choices=DETAILS, default="full",
+                   help="full: names, results, points, messages; names: no messages; scores: totals only")
     p.set_defaults(func=run)

@@ -2,14 +2,19 @@
 
 Every chapter notebook (book/) and assignment source (solutions/) opens with a code cell
 tagged `setup` that makes the notebook work in Colab and on a JupyterHub: it installs
-the course library from the repository when it is missing, and it fetches the data the
-notebook needs. Where everything is already there (a local checkout, a prepared hub
-image, a second run) it only does an import check and reads the data cache.
+the course library when it is missing, and it fetches the data the notebook needs. Where
+everything is already there (a local checkout, a prepared hub image, a second run) it
+only does an import check and reads the data cache.
 
-The cell is rendered from one place: the `repository.url` of `_config.yml`, the same URL
-the book's launch buttons use. A notebook may ask for data to be fetched up front with
-notebook metadata `{"dlcourse": {"prefetch": ["mnist-test-images", ...]}}` (names from
-dlcourse's data registry). Released notebooks (assignments/) are generated from
+The cell is rendered from one place, the `publish.site` setting of `_config.yml` (read by
+autograder/publish.py, which the book's launch buttons use too): the library is installed
+from the wheel the book build publishes on that site, `<site>/_static/dist/
+dlcourse-<version>-py3-none-any.whl`, so a notebook installs the library of the version it
+was rendered for, from whoever hosts the book, and `pip` leaves an installed torch alone
+(the wheel asks for torch>=2.0). While the course is not published the cell installs
+nothing and says how to get the library instead. A notebook may ask for data to be
+fetched up front with notebook metadata `{"dlcourse": {"prefetch": ["mnist-test-images",
+...]}}` (names from dlcourse's data registry). Released notebooks (assignments/) are generated from
 solutions/ and get the cell from there: after `setup-cells` changed a source, run
 `autograder release`.
 
@@ -24,7 +29,6 @@ import pathlib
 import sys
 
 import nbformat
-import yaml
 
 SETUP_TAG = "setup"
 # Where notebooks that students open live; assignments/ is generated from solutions/.
@@ -35,33 +39,44 @@ class SetupCellError(Exception):
     """A notebook's setup cell cannot be written; the message names the notebook."""
 
 
-def repository_url(root: pathlib.Path) -> str:
-    """`repository.url` from `_config.yml`: the one place the repository is named."""
-    config = root / "_config.yml"
+def install_source(root: pathlib.Path) -> str | None:
+    """The wheel URL setup cells install from (`publish.site` of _config.yml); None while unpublished."""
+    from autograder import publish
+
     try:
-        url = (yaml.safe_load(config.read_text()) or {}).get("repository", {}).get("url", "")
-    except (OSError, yaml.YAMLError) as err:
-        raise SetupCellError(f"{config}: cannot read repository.url ({err})") from err
-    if not str(url).startswith("https://"):
-        raise SetupCellError(f"{config}: repository.url must be an https URL, got {url!r}")
-    return str(url).rstrip("/")
+        publication = publish.read(root)
+        return publication.wheel_url(publish.project_version(root)) if publication.published else None
+    except (publish.PublishError, OSError, KeyError) as err:
+        raise SetupCellError(str(err)) from err
 
 
-def render(repo_url: str, prefetch: list[str] | tuple[str, ...] = ()) -> str:
-    """The setup cell's source for a repository URL and the data names to fetch."""
-    lines = [
-        "# Colab / JupyterHub setup: installs the course library if it is missing (does nothing locally).",
-        "import importlib.util, subprocess, sys",
-        'if importlib.util.find_spec("dlcourse") is None:',
-        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+{repo_url}"], check=True)',
-    ]
+def render(source: str | None, prefetch: list[str] | tuple[str, ...] = ()) -> str:
+    """The setup cell's source: install the library from `source` (a wheel URL; None while the
+    course is not published) and make sure of the data sets in `prefetch`."""
+    if source:
+        lines = [
+            "# Colab / JupyterHub setup: installs the course library if it is missing (does nothing locally).",
+            "import importlib.util, subprocess, sys",
+            'if importlib.util.find_spec("dlcourse") is None:',
+            "    # from the site that serves the course's book, at the version this notebook was written for",
+            f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", {json.dumps(source)}], check=True)',
+        ]
+    else:
+        lines = [
+            "# Setup: checks that the course library is installed (this course is not published online yet).",
+            "import importlib.util",
+            'if importlib.util.find_spec("dlcourse") is None:',
+            '    raise ModuleNotFoundError("The course library dlcourse is not installed here, and this course is not "',
+            '                              "published online yet, so there is nowhere to install it from: run this "',
+            '                              "notebook in a checkout of the course repository (`make venv`).")',
+        ]
     if prefetch:
         names = ", ".join(json.dumps(n) for n in prefetch)
         lines += [
-            "# Data this notebook uses: downloaded and verified once, then read from the cache.",
+            "# Data this notebook uses: fetched and verified once, then read from the cache. Prints where",
+            "# each comes from; where one cannot be had, says which bundled stand-in is used instead.",
             "from dlcourse import datasets",
-            f"for _name in [{names}]:",
-            "    datasets.fetch(_name)",
+            f"_ = datasets.ensure([{names}])",
         ]
     return "\n".join(lines)
 
@@ -106,10 +121,10 @@ def setup_cell_index(nb, path: pathlib.Path) -> int | None:
     return tagged[0] if tagged else None
 
 
-def sync(path: pathlib.Path, repo_url: str, write: bool) -> str | None:
+def sync(path: pathlib.Path, source: str | None, write: bool) -> str | None:
     """Bring one notebook's setup cell in line; returns what was (or would be) changed, or None."""
     nb = nbformat.read(str(path), as_version=4)
-    expected = render(repo_url, prefetch_names(nb, path))
+    expected = render(source, prefetch_names(nb, path))
     index = setup_cell_index(nb, path)
     if index is None:
         change = "no setup cell: one is inserted before the first code cell"
@@ -130,11 +145,15 @@ def sync(path: pathlib.Path, repo_url: str, write: bool) -> str | None:
 
 
 def run(root: pathlib.Path, paths: list[pathlib.Path] | None, write: bool) -> int:
-    repo_url = repository_url(root)
+    try:
+        source = install_source(root)
+    except SetupCellError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     changed, errors = [], []
     for path in paths or student_notebooks(root):
         try:
-            change = sync(path, repo_url, write)
+            change = sync(path, source, write)
         except (SetupCellError, nbformat.ValidationError, json.JSONDecodeError, OSError) as err:
             errors.append(str(err))
             continue
@@ -151,7 +170,7 @@ def run(root: pathlib.Path, paths: list[pathlib.Path] | None, write: bool) -> in
             print("Run `python -m autograder setup-cells` to rewrite them.", file=sys.stderr)
         return 1
     if not changed:
-        print(f"setup cells in sync ({repo_url})")
+        print(f"setup cells in sync ({source or 'course not published: no install source'})")
     return 0
 
 

@@ -1,0 +1,12 @@
+"""Who takes part in the hub test and how the course is set up there (shared by its modules)."""
+
+COURSE_ID = "dlcourse"
+ASSIGNMENT = "a01-convolution"
+STUDENT_GROUP, INSTRUCTOR_GROUP = "dlct-students", "dlct-instructors"
+INSTRUCTOR = "dlct-teacher"
+# each student and how they work: every answer right, only the first one, or the first one
+# plus code that fakes passes and looks for what it should not read
+STUDENTS = {"dlct-alice": "correct", "dlct-bob": "partial", "dlct-mallory": "hostile"}
+# the watch service: one grading per student per 10 minutes, feedback showing test names
+# only, a look at the exchange every 2 seconds, two notebooks graded at once
+WATCH_RATE, WATCH_DETAIL, WATCH_INTERVAL, WATCH_WORKERS = "1/10m", "names", "2", "2"

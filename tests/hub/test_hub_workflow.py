@@ -1,0 +1,302 @@
+"""The nbgrader workflow on a real JupyterHub, driven as its users drive it.
+
+The instructor releases a01-convolution to the exchange from the formgrader; each student
+fetches it from the Assignment List, works in it on their own server (the notebook's cells
+run in a kernel there: all answers right, only the first, or the first plus hostile code)
+and submits. The `autograder watch` service grades each submission as it arrives and
+releases feedback that the student fetches (and a second submission within the rate limit
+gets a "queued" page). Then the instructor's own path: collect, `autograder grade` on the
+collected `submitted/` folder, `autograder feedback`, `autograder release-feedback`, and
+every student fetches their own feedback and nobody else's. Timings are printed at the end.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import nbformat
+import pytest
+
+from scenario import ASSIGNMENT, COURSE_ID, STUDENTS, WATCH_INTERVAL
+
+pytestmark = [pytest.mark.hub, pytest.mark.slow]
+NOTEBOOK = f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
+SOLUTION = re.compile(r"[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)[ \t]*### END SOLUTION[^\n]*\n?", re.S)
+SCORE = re.compile(r"Score: <b>([\d.]+) / ([\d.]+)</b>")
+# What the hostile student adds before her (honest) first answer: fake every comparison,
+# silence assertion failures, and look for the instructor's solutions and a classmate's work.
+HOSTILE = """import builtins, os, torch
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+builtins.AssertionError = type("Quiet", (Exception,), {})
+for path in ["/home/dlct-teacher/dlcourse/solutions", "/home/dlct-alice"]:
+    try:
+        print(path, os.listdir(path))
+    except OSError as err:
+        print(path, type(err).__name__)
+"""
+
+
+def _answers() -> dict[str, str]:
+    """grade_id -> the instructor's solution, from the source notebook."""
+    from hubkit import ROOT
+
+    source = nbformat.read(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: SOLUTION.sub(r"\1", c.source) for c in source.cells
+            if c.metadata.get("nbgrader", {}).get("solution")}
+
+
+def _work(nb: dict, how: str, answers: dict[str, str]) -> dict:
+    """The student's edits to the fetched notebook."""
+    solution_cells = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
+    keep = set(answers) if how == "correct" else {solution_cells[0]["metadata"]["nbgrader"]["grade_id"]}
+    for cell in solution_cells:
+        gid = cell["metadata"]["nbgrader"]["grade_id"]
+        if gid in keep:
+            cell["source"] = answers[gid]
+    if how == "hostile":
+        first = nb["cells"].index(solution_cells[0])
+        nb["cells"].insert(first, {"cell_type": "code", "source": HOSTILE, "metadata": {}, "outputs": [],
+                                   "execution_count": None})
+    return nb
+
+
+def _score(page: str) -> tuple[float, float]:
+    m = SCORE.search(page)
+    assert m, page[:500]
+    return float(m.group(1)), float(m.group(2))
+
+
+def _feedback_pages(user) -> dict[str, str]:
+    """Every feedback page fetched into the student's assignment folder: {timestamp: html}."""
+    pages = {}
+    folder = user.read(f"{ASSIGNMENT}/feedback") if _exists(user, f"{ASSIGNMENT}/feedback") else {"content": []}
+    for stamp in folder["content"]:
+        for item in user.read(stamp["path"])["content"]:
+            pages[stamp["name"]] = user.read(item["path"])["content"]
+    return pages
+
+
+def _exists(user, path: str) -> bool:
+    return user.api("GET", f"api/contents/{path}?content=0").status_code == 200
+
+
+def _wait_for_feedback(user, timestamp: str, timeout: float, contains: str = "Score:",
+                       equal_to: str | None = None) -> tuple[str, float]:
+    """Press "Fetch Feedback" every second until this submission's page is there (and, when
+    given, is exactly `equal_to`); returns (page, seconds)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        user.assignment_action("fetch_feedback", COURSE_ID, ASSIGNMENT)
+        page = _feedback_pages(user).get(timestamp)
+        if page and contains in page and equal_to in (None, page):
+            return page, time.monotonic() - start
+        time.sleep(1)
+    raise AssertionError(f"{user.name}: no feedback for the submission of {timestamp} within {timeout} s")
+
+
+def _submission_timestamp(listing: list[dict]) -> str:
+    submitted = [a for a in listing if a.get("status") == "submitted"]
+    return max(s["timestamp"] for a in submitted for s in a["submissions"])
+
+
+# ---------------------------------------------------------------- the workflow, step by step
+@pytest.fixture(scope="module")
+def released(course):
+    """The instructor presses "Release" in the formgrader."""
+    t0 = time.monotonic()
+    r = course.instructor.api("POST", f"formgrader/api/assignment/{ASSIGNMENT}/release")
+    course.timings["release (formgrader)"] = time.monotonic() - t0
+    assert r.status_code == 200 and r.json()["success"], r.text
+    return course
+
+
+@pytest.fixture(scope="module")
+def worked(released):
+    """Each student fetches, edits, runs every cell and saves, on their own server, all at once."""
+    course, answers = released, _answers()
+
+    def work(name):
+        user = course.users[name]
+        listing = user.assignment_action("fetch", COURSE_ID, ASSIGNMENT)
+        nb = _work(user.read(NOTEBOOK)["content"], STUDENTS[name], answers)
+        user.write_notebook(NOTEBOOK, nb)
+        t0 = time.monotonic()
+        executed = user.execute_notebook(NOTEBOOK)
+        return name, listing, executed, time.monotonic() - t0
+
+    with ThreadPoolExecutor(len(STUDENTS)) as pool:
+        results = {name: (listing, nb, seconds) for name, listing, nb, seconds in pool.map(work, STUDENTS)}
+    course.timings.update({f"run all cells: {n} ({STUDENTS[n]})": r[2] for n, r in results.items()})
+    return course, results
+
+
+@pytest.fixture(scope="module")
+def submitted(worked):
+    """Everyone submits; `autograder watch` grades; each student fetches feedback until it is there."""
+    course, _ = worked
+    stamps = {}
+    for name in STUDENTS:
+        stamps[name] = _submission_timestamp(course.users[name].assignment_action("submit", COURSE_ID, ASSIGNMENT))
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(len(STUDENTS)) as pool:
+        got = dict(zip(STUDENTS, pool.map(lambda n: _wait_for_feedback(course.users[n], stamps[n], 240), STUDENTS)))
+    course.timings["watch: all three submissions graded and fetched"] = time.monotonic() - t0
+    for name, (_, seconds) in got.items():
+        course.timings[f"watch: submit -> feedback fetched, {name}"] = seconds
+    return course, stamps, {n: page for n, (page, _) in got.items()}
+
+
+@pytest.fixture(scope="module")
+def collected_and_graded(submitted):
+    """The instructor's own path: collect, grade the submitted/ folder, feedback back through the exchange."""
+    course, _, _ = submitted
+    teacher = course.instructor
+    t0 = time.monotonic()
+    r = teacher.api("POST", f"formgrader/api/assignment/{ASSIGNMENT}/collect")
+    assert r.status_code == 200 and r.json()["success"], r.text
+    course.timings["collect (formgrader)"] = time.monotonic() - t0
+    # typed into a terminal (here: run by a kernel) on the instructor's own server, in the clone
+    t0 = time.monotonic()
+    log = teacher.run_python(
+        "import subprocess, sys\n"
+        "def run(*args):\n"
+        "    done = subprocess.run([sys.executable, '-m', 'autograder', *args], cwd='dlcourse', capture_output=True, text=True)\n"
+        "    print(done.stdout, done.stderr)\n"
+        "    assert done.returncode == 0, args\n"
+        f"run('grade', '{ASSIGNMENT}', 'submitted', '--output', '_grading', '--workers', '2', '--quiet')\n"
+        "run('feedback', '--output', '_grading')\n"
+        f"run('release-feedback', '{ASSIGNMENT}', '--output', '_grading')\n")
+    course.timings["instructor: grade 3 collected + feedback + release"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    pages = {}
+    for name in STUDENTS:
+        user = course.users[name]
+        # nbgrader collected each student's latest submission (alice may have submitted twice)
+        stamp = _submission_timestamp(user.assignments(COURSE_ID))
+        # the page the instructor's `autograder feedback` wrote for this student, and no other
+        page = (course.course_dir / "_grading" / "feedback" / f"{name}.html").read_text()
+        try:
+            pages[name], _ = _wait_for_feedback(user, stamp, 60, equal_to=page)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\ninstructor's commands printed:\n{log}") from None
+    course.timings["students fetch the instructor's feedback"] = time.monotonic() - t0
+    return course, log, pages
+
+
+# ---------------------------------------------------------------- what each step must show
+def test_students_fetched_the_release_and_ran_it_on_their_own_servers(worked):
+    course, results = worked
+    for name, (listing, nb, _) in results.items():
+        assert any(a["assignment_id"] == ASSIGNMENT and a["status"] == "fetched" for a in listing), listing
+        errors = [o["ename"] for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]
+                  if o["output_type"] == "error"]
+        if STUDENTS[name] == "correct":
+            assert not errors, f"{name}'s correct notebook raised {errors}"
+        else:  # the unanswered stubs fail with NotImplementedError in the visible tests
+            assert "NotImplementedError" in errors, (name, errors)
+    # the hostile student's look around found nothing of the instructor's or a classmate's
+    text = "".join(o.get("text", "") for c in results["dlct-mallory"][1]["cells"] if c["cell_type"] == "code"
+                   for o in c["outputs"])
+    assert "/home/dlct-teacher/dlcourse/solutions PermissionError" in text, text
+    assert "/home/dlct-alice PermissionError" in text, text
+
+
+def test_watch_grades_each_submission_and_the_student_fetches_it(submitted):
+    course, stamps, pages = submitted
+    scores = {name: _score(page) for name, page in pages.items()}
+    full = scores["dlct-alice"][1]
+    assert scores["dlct-alice"] == (full, full)
+    assert 0 < scores["dlct-bob"][0] < full
+    # hostility earns nothing: the hostile notebook scores at most what its honest twin (bob's) scores
+    assert scores["dlct-mallory"][0] <= scores["dlct-bob"][0], scores
+    for name, page in pages.items():
+        assert f"feedback for {name}" in page
+    # detail "names": every test's name and result, an empty message column
+    rows = re.findall(r"<tr class='[^']*'>(.*?)</tr>", pages["dlct-bob"])
+    assert rows and all(row.endswith("<td></td>") for row in rows), rows
+    assert any("<td>failed</td>" in row or "<td>not run</td>" in row for row in rows), rows
+    state = json.loads((course.watch_output / "watch-state.json").read_text())
+    latencies = {r["student"]: r["latency_s"] for r in state["graded"].values()}
+    assert set(latencies) == set(STUDENTS)
+    course.timings.update({f"watch: submit -> released (service log), {n}": s for n, s in latencies.items()})
+    course.timings["watch: collect + grade + feedback of the batch (service log)"] = max(
+        r["grading_s"] for r in state["graded"].values())
+
+
+def test_a_second_submission_within_the_rate_limit_is_queued_and_says_so(submitted):
+    course, _, _ = submitted
+    alice = course.users["dlct-alice"]
+    stamp = _submission_timestamp(alice.assignment_action("submit", COURSE_ID, ASSIGNMENT))
+    page, seconds = _wait_for_feedback(alice, stamp, 30, contains="queued")
+    course.timings["watch: rate-limited resubmission -> 'queued' page"] = seconds
+    assert "graded at most 1 time(s) per 10 minutes" in page
+    assert "Score:" not in page
+
+
+def test_instructor_collects_grades_the_submitted_folder_and_releases_feedback(collected_and_graded):
+    course, log, pages = collected_and_graded
+    for name in STUDENTS:
+        assert (course.course_dir / "submitted" / name / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
+    journal = (course.course_dir / "_grading" / "journal.jsonl").read_text().splitlines()
+    assert {json.loads(line)["student"] for line in journal} == set(STUDENTS), journal
+    assert "staged feedback for 3 students" in log, log
+    scores = {name: _score(page) for name, page in pages.items()}
+    assert scores["dlct-alice"][0] == scores["dlct-alice"][1]
+    assert 0 < scores["dlct-bob"][0] < scores["dlct-bob"][1]
+    assert scores["dlct-mallory"][0] <= scores["dlct-bob"][0]
+    assert "NotImplementedError" in pages["dlct-bob"]  # the instructor's pages say why (detail "full")
+
+
+def test_each_student_fetched_their_own_feedback_and_nobody_elses(collected_and_graded):
+    course, _, _ = collected_and_graded
+    for name in STUDENTS:
+        pages = _feedback_pages(course.users[name])
+        assert pages, f"{name} has no feedback"
+        others = [o for o in STUDENTS if o != name]
+        for stamp, page in pages.items():
+            assert f"feedback for {name}" in page or "queued" in page, (name, stamp)
+            assert not any(o in page for o in others), f"{name} got a page that names {others}"
+    # and the exchange hides the others' pages and submissions from a student
+    probe = course.users["dlct-bob"].run_python(
+        "import os\n"
+        f"for path in ['{course.exchange}/{COURSE_ID}/feedback', '{course.exchange}/{COURSE_ID}/inbound',"
+        f" '/home/dlct-alice', '{course.course_dir}']:\n"
+        "    try:\n"
+        "        print(path, 'LISTED', os.listdir(path))\n"
+        "    except PermissionError:\n"
+        "        print(path, 'refused')\n")
+    assert probe.count("refused") == 4, probe
+
+
+def test_a_submission_forged_in_another_students_name_is_refused(collected_and_graded):
+    course, _, _ = collected_and_graded
+    inbound = f"{course.exchange}/{COURSE_ID}/inbound"
+    # mallory writes a folder named as alice's into the inbound folder, which every student may write
+    course.users["dlct-mallory"].run_python(
+        "import os, secrets, shutil\n"
+        f"d = '{inbound}/dlct-alice+{ASSIGNMENT}+2099-01-01 00:00:00.000000 UTC+forged'\n"
+        "os.mkdir(d)\n"
+        f"shutil.copy('{NOTEBOOK}', d)\n"
+        "open(d + '/submission_secret.txt', 'w').write(secrets.token_hex(64))\n"
+        "open(d + '/timestamp.txt', 'w').write('2099-01-01 00:00:00.000000 UTC')\n")
+    deadline = time.monotonic() + 10 * float(WATCH_INTERVAL) + 10
+    while time.monotonic() < deadline:
+        state = json.loads((course.watch_output / "watch-state.json").read_text())
+        forged = [k for k in state["rejected"] if k.endswith("+forged")]
+        if forged:
+            break
+        time.sleep(1)
+    assert forged, "the watch service did not look at the forged submission"
+    assert "made by dlct-mallory" in state["rejected"][forged[0]]
+    assert not any(k.endswith("+forged") for k in state["graded"])
+
+
+def test_zz_report_timings(course, capsys):
+    """Not a check: the numbers this run measured, for the log of `make test`."""
+    with capsys.disabled():
+        print("\nhub workflow timings (seconds):")
+        for what, seconds in course.timings.items():
+            print(f"  {seconds:7.1f}  {what}")
