@@ -86,7 +86,10 @@ class Agent:
             raise NameError(f"name {name!r} is not defined in the notebook")
         return self.ns[name]
 
-    def op_call(self, target, args=(), kwargs=None):
+    def op_call(self, target, args=(), kwargs=None, default_device=None):
+        if default_device is not None:  # the test called inside `with torch.device(...)`
+            with torch.device(default_device):
+                return target(*args, **(kwargs or {}))
         return target(*args, **(kwargs or {}))
 
     def op_map(self, target, calls):

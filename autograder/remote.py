@@ -274,6 +274,14 @@ def _clean_error(error: dict) -> dict:
 
 
 # ---------------------------------------------------------------- proxies
+def _default_device() -> str | None:
+    """The device a `with torch.device(...)` block in the test has made the default, if any."""
+    import torch
+
+    device = torch.get_default_device()
+    return None if device.type == "cpu" else str(device)
+
+
 class Remote:
     """An object that lives in the student's kernel. Using it sends requests there."""
 
@@ -302,8 +310,12 @@ class Remote:
 
     def __call__(self, *args, **kwargs):
         label = call_label(self._label, args, kwargs)
-        return self._relabel(self._channel.request("call", label=label, target=self, args=list(args), kwargs=kwargs),
-                             label)
+        fields = {}
+        device = _default_device()
+        if device is not None:  # `with torch.device("meta"): AlexNet()` builds on meta in the kernel too
+            fields["default_device"] = device
+        return self._relabel(self._channel.request("call", label=label, target=self, args=list(args), kwargs=kwargs,
+                                                   **fields), label)
 
     def __getitem__(self, key):
         label = f"{self._label}[{summarize(key)}]"
