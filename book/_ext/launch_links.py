@@ -224,7 +224,7 @@ def _merge(app, env, docnames, other):
 
 
 def _static_and_theme_defaults(app):
-    """Serve book/_ext/static/ (widgets-offline.js) and give the theme a colour mode.
+    """Serve book/_ext/static/ (widgets-offline.js, course.css) and give the theme a colour mode.
 
     pydata-sphinx-theme logs a console error ("Got invalid theme mode") on a first visit
     when no default mode is in html_context; the browser tests treat console errors as failures.
@@ -254,6 +254,7 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
 def setup(app):
     app.add_config_value("dlc_publication", None, "env")
     app.add_directive("assignment-launch", AssignmentLaunch)
+    app.add_css_file("course.css")
     app.connect("config-inited", _configure_theme)
     app.connect("builder-inited", _static_and_theme_defaults)
     app.connect("builder-inited", _check_wheel)
