@@ -210,3 +210,36 @@ def test_no_broken_internal_links(site):
                 broken.append(f"{page.relative_to(site)}: {href} (no anchor #{parts.fragment})")
     assert len(pages) >= len(toc_pages())
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+# ---------------------------------------------------------------- inception explorer (chapter 6)
+def test_inception_explorer_recomputes_cost_when_a_slider_moves(site, session):
+    """The static page's explorer shows, after a slider step, the multiply-adds that
+    torch's flop counter gives for the module it describes."""
+    from dlcourse.arch_explorer import REDUCE3, Setting, compute_view
+
+    page_path = next((f"{doc}.html" for doc in toc_pages() if doc.startswith("book/06-")
+                      and "3x3 reduce" in (site / f"{doc}.html").read_text(errors="replace")), None)
+    assert page_path, "no chapter 6 page embeds the inception explorer"
+    page, visit = session.open(page_path)
+    page.wait_for_selector(".widget-slider .noUi-handle", timeout=15_000)
+
+    def shown_macs():
+        texts = page.eval_on_selector_all(".widget-html-content", "els => els.filter(e => e.offsetParent !== null)"
+                                                                  ".map(e => e.innerText)")
+        found = [m.group(1) for t in texts for m in re.finditer(r"Multiply-adds: ([\d,]+)", t)]
+        assert len(found) == 1, found
+        return int(found[0].replace(",", ""))
+
+    naive = compute_view(Setting(None, None, None))["macs"]
+    assert shown_macs() == naive
+    handle = page.locator(".widget-slider", has_text="3x3 reduce").locator(".noUi-handle")
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    expected = compute_view(Setting(REDUCE3[1], None, None))["macs"]
+    page.wait_for_function("n => [...document.querySelectorAll('.widget-html-content')]"
+                           ".filter(e => e.offsetParent !== null).some(e => e.innerText.replace(/,/g, '')"
+                           ".includes('Multiply-adds: ' + n))", arg=str(expected), timeout=10_000)
+    assert shown_macs() == expected < naive
+    assert not visit.console_errors and not visit.failed_requests and not visit.outside_requests, visit
+    page.close()
