@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import builtins
 import os
-import stat
 import sys
 import time
 from pathlib import Path
 from queue import Empty
 
 from autograder import wire
+from autograder.files import NotReadable, read_regular
 
 MAX_REPLY_BYTES = 1 << 30  # 1 GiB: far above any fast-profile state dict
 
@@ -225,30 +225,15 @@ class KernelChannel:
         content = reply.get("content", {})
         expr = (content.get("user_expressions") or {}).get("r") or {}
         path = self.folder / f"rep-{n}"
-        try:
-            # a regular file only: the kernel owns this folder and could plant a link or a FIFO
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
+        if not path.exists() and not path.is_symlink():
             if isinstance(expr, dict) and expr.get("status") == "error":
                 raise BadReply(f"the kernel could not run the grader's request for {what} "
                                f"({expr.get('ename', 'error')}: {str(expr.get('evalue', ''))[:200]})") from None
             raise BadReply(f"the kernel did not answer the grader's request for {what}") from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise BadReply(f"the kernel's answer for {what} is not a regular file")
-            if st.st_size > MAX_REPLY_BYTES:
-                raise BadReply(f"the kernel's answer for {what} is too large ({st.st_size} bytes)")
-            chunks, left = [], st.st_size
-            while left > 0:
-                chunk = os.read(fd, min(left, 1 << 24))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-            data = b"".join(chunks)
-        finally:
-            os.close(fd)
+        try:  # a regular file only: the kernel owns this folder and could plant a link or a FIFO
+            data = read_regular(path, MAX_REPLY_BYTES)
+        except NotReadable as exc:
+            raise BadReply(f"the kernel's answer for {what} {exc}") from None
         try:
             os.unlink(path)
         except OSError:

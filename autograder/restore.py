@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+
+from autograder.files import NotReadable, read_regular
 
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 
@@ -77,28 +77,10 @@ def read_regular_file(path: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
     A submission that is a link (to the instructor's solution, say), a FIFO or a device
     is refused: the grader reads only what the student actually handed in.
     """
-    path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if path.is_symlink():
-            raise SubmissionError(f"{path.name}: is a symbolic link, not a file; submit the notebook itself") from None
-        raise SubmissionError(f"{path.name}: cannot be read ({exc.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise SubmissionError(f"{path.name}: is not a regular file")
-        if st.st_size > limit:
-            raise SubmissionError(f"{path.name}: is {st.st_size / 1e6:.0f} MB, over the {limit / 1e6:.0f} MB limit")
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+        return read_regular(path, limit)
+    except NotReadable as exc:
+        raise SubmissionError(f"{Path(path).name}: {exc}" + ("; submit the notebook itself" if "link" in str(exc) else "")) from None
 
 
 def read_submission(path: Path) -> nbformat.NotebookNode:

@@ -437,20 +437,12 @@ class SandboxKernelManager(AsyncKernelManager):
 
     def log_tail(self, limit: int = 2000) -> str:
         """The end of the kernel's console output (for a kernel that failed to start)."""
-        import stat
+        from autograder.files import NotReadable, read_regular
 
         try:  # the kernel owns this folder: never follow a link it may have planted
-            fd = os.open(self.sandbox_workdir / "kernel.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
+            data = read_regular(self.sandbox_workdir / "kernel.log", limit, tail=True)
+        except NotReadable:
             return ""
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return ""
-            os.lseek(fd, max(0, st.st_size - limit), os.SEEK_SET)
-            data = os.read(fd, limit)
-        finally:
-            os.close(fd)
         return data.decode("utf-8", "replace").strip()
 
     def release_cgroup(self) -> None:
