@@ -1,0 +1,257 @@
+"""Assignment a07 (batch normalisation): the release is current and proven, and the hidden tests
+reject subtly wrong solutions (each mutant below is a plausible student mistake or shortcut).
+
+Convergence thresholds (fast profile: 4,000 training images, 2 epochs, batch 64, SGD lr 0.02
+with momentum 0.9, one CPU thread), measured with the reference solution for SEED = 0..4 (the
+grader's run: classes renamed by derangement(10, 1000 + SEED), accuracy on 2,000 held-out
+images, training loss of the final weights over the training images with batch statistics):
+
+    SEED                         0       1       2       3       4
+    notebook: BN val accuracy    0.9720  0.9580  0.9325  0.9680  0.9500
+    notebook: loss ratio         0.259   0.228   0.299   0.264   0.351   (last 20 steps, BN / plain)
+    grader: BN held-out acc.     0.9760  0.9705  0.9705  0.9680  0.9485
+    grader: loss ratio           0.131   0.144   0.227   0.260   0.390   (final weights, BN / plain)
+
+Worst seed: accuracy 0.9325 (notebook) and 0.9485 (grader) against TARGET = 0.90, a margin of
+3.25 points; loss ratio 0.351 (notebook) and 0.390 (grader) against LOSS_RATIO = 0.6, a margin
+of 0.21. (The same ratio taken over the final weights in evaluation mode was too noisy, up to
+0.66 with SEED = 2: the running statistics lag behind the last steps at this learning rate.)
+"""
+import pathlib
+
+import nbformat
+import pytest
+
+from autograder import notebook_checks as checks
+from autograder import release
+from mutation_helpers import assert_each_mutant_caught, run_mutated
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAME = "a07-batchnorm"
+SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("a07")]
+
+
+def test_source_is_well_formed():
+    assert checks.validate_source(SOURCE) == []
+    nb = nbformat.read(SOURCE, as_version=4)
+    graded = [c for c in nb.cells if checks.is_graded_test(c)]
+    assert sum(checks.nbgrader_meta(c)["points"] for c in graded) == 25
+    assert all(checks.BEGIN_HIDDEN in c.source for c in graded)   # every graded cell has hidden tests
+    # the data and the given training helpers live in the kernel (the grader calls fit_sgd there)
+    tags = {checks.nbgrader_meta(c).get("grade_id"): c.metadata.get("tags", []) for c in nb.cells}
+    for gid in ("data_code", "probe_code", "train_helpers"):
+        assert "kernel-only" in tags[gid], gid
+
+
+def test_release_is_proven_by_the_grader():
+    # `make release-check` proves assignments/ current; here the grader proves the solution earns
+    # every point, the untouched release none, and the filled-in release runs in a plain kernel
+    release.prove_committed(ROOT, NAME, echo=lambda *_: None)
+
+
+# (solution text, wrong replacement, graded cell that must now fail). Each group runs as one
+# notebook; within a group the mutants target different tests, and a mistake in the forward pass
+# or the module legitimately breaks the later cells that call it (listed per group).
+FORWARD = {
+    "unbiased_in_normalisation": (
+        "    var = ((x - mean.view(shape)) ** 2).mean(dim=dims)     # biased",
+        "    var = ((x - mean.view(shape)) ** 2).sum(dim=dims) / (m - 1)",
+        "test_forward"),
+}
+BACKWARD_EVAL = {
+    "naive_backward": (
+        "    dx = (gamma * inv_std / m).view(shape) * (m * dy - dbeta.view(shape) - x_hat * dgamma.view(shape))",
+        "    dx = (gamma * inv_std).view(shape) * dy",
+        "test_backward"),
+    "eval_uses_batch_stats": (
+        "        if not self.training:",
+        "        if False:",
+        "test_module_eval"),
+}
+MOMENTUM_PLACEMENT_AUTOGRAD = {
+    "momentum_reversed": (
+        "            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)\n"
+        "            self.running_var.mul_(1 - self.momentum).add_(self.momentum * var)",
+        "            self.running_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)\n"
+        "            self.running_var.mul_(self.momentum).add_((1 - self.momentum) * var)",
+        "test_module_train"),
+    "bn_after_relu": (
+        "        if batch_norm:\n            layers.append(BatchNorm2d(c_out))\n        layers.append(nn.ReLU())",
+        "        layers.append(nn.ReLU())\n        if batch_norm:\n            layers.append(BatchNorm2d(c_out))",
+        "test_cnn"),
+    "backward_by_autograd": (   # rebuilds an input with the same x_hat and variance, lets autograd do the rest
+        "    x_hat, inv_std, gamma, dims, shape, m = cache\n",
+        "    x_hat, inv_std, gamma, dims, shape, m = cache\n"
+        "    with torch.enable_grad():\n"
+        "        xr = (x_hat / inv_std.view(shape)).detach().requires_grad_(True)\n"
+        "        gr = gamma.detach().clone().requires_grad_(True)\n"
+        "        br = torch.zeros_like(gr).requires_grad_(True)\n"
+        "        return torch.autograd.grad(batchnorm_forward(xr, gr, br)[0], (xr, gr, br), dy)\n",
+        "test_backward"),
+}
+STATS_GRAPH_LIBRARY = {
+    "running_var_biased": (
+        "            var = x.var(dim=(0, 2, 3), unbiased=False) * m / (m - 1)",
+        "            var = x.var(dim=(0, 2, 3), unbiased=False)",
+        "test_module_eval"),
+    "update_in_graph": (
+        "        with torch.no_grad():\n            m = x.numel()",
+        "        if True:\n            m = x.numel()",
+        "test_module_train"),
+    "uses_library_bn": (
+        "            layers.append(BatchNorm2d(c_out))",
+        "            layers.append(nn.BatchNorm2d(c_out))",
+        "test_cnn"),
+}
+BIAS_DGAMMA = {
+    "conv_bias_kept": (
+        "bias=not batch_norm))",
+        "bias=True))",
+        "test_cnn"),
+    "dgamma_without_x_hat": (
+        "    dgamma = (dy * x_hat).sum(dim=dims)",
+        "    dgamma = dy.sum(dim=dims)",
+        "test_backward"),
+}
+GROUPS = {
+    # the forward pass feeds the backward test (its cache), the module and the CNN
+    "forward": (FORWARD, {"test_backward", "test_module_train", "test_cnn", "test_convergence"}),
+    # the CNN uses the module: evaluation mode with batch statistics changes its eval-mode logits
+    "backward-eval": (BACKWARD_EVAL, {"test_cnn", "test_convergence"}),
+    # the visible evaluation test trains the module first, so reversed momentum fails it too
+    "momentum-placement-autograd": (MOMENTUM_PLACEMENT_AUTOGRAD, {"test_module_eval", "test_convergence"}),
+    "stats-graph-library": (STATS_GRAPH_LIBRARY, {"test_convergence"}),
+    "bias-dgamma": (BIAS_DGAMMA, {"test_convergence"}),
+}
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_wrong_solutions_fail_their_graded_cell(tmp_path, group):
+    mutants, may_also_fail = GROUPS[group]
+    messages = {}
+    failed = run_mutated(SOURCE, tmp_path, mutants, messages)
+    assert_each_mutant_caught(failed, mutants, may_also_fail)
+    if "uses_library_bn" in mutants:   # a static check names the forbidden call, not a kernel call
+        assert "nn.BatchNorm2d" in messages["test_cnn"]
+    if "update_in_graph" in mutants:
+        assert "autograd graph" in messages["test_module_train"]
+
+
+# Correct answers written other valid ways keep full marks: statistics over a (C, m) view with
+# rsqrt and a dict as the cache, a module that does not call batchnorm_forward and keeps
+# num_batches_tracked, and a CNN as its own module with the convolutions and the batch norms in two
+# ModuleLists (so its state dict lists the three convolutions first).
+OTHER_WAYS = {
+    "forward": (
+        """    dims = (0,) + tuple(range(2, x.dim()))                 # all axes except the channels
+    shape = (1, -1) + (1,) * (x.dim() - 2)                 # to broadcast a (C,) vector
+    m = x.numel() // x.shape[1]
+    mean = x.mean(dim=dims)
+    var = ((x - mean.view(shape)) ** 2).mean(dim=dims)     # biased
+    inv_std = 1.0 / torch.sqrt(var + eps)
+    x_hat = (x - mean.view(shape)) * inv_std.view(shape)
+    y = gamma.view(shape) * x_hat + beta.view(shape)
+    return y, (x_hat, inv_std, gamma, dims, shape, m)""",
+        """    import math
+    axes = [0] + list(range(2, x.dim()))
+    xt = x.transpose(0, 1).reshape(x.shape[1], -1)           # (C, m)
+    mu = xt.mean(dim=1, keepdim=True)
+    var = xt.var(dim=1, unbiased=False, keepdim=True)
+    xhat = (xt - mu) * torch.rsqrt(var + eps)
+    yt = gamma[:, None] * xhat + beta[:, None]
+    shape = (x.shape[1], x.shape[0]) + tuple(x.shape[2:])
+    y = yt.reshape(shape).transpose(0, 1).contiguous()
+    return y, {"xhat": xhat, "rstd": torch.rsqrt(var + eps), "gamma": gamma, "shape": shape, "m": math.prod(x.shape) // x.shape[1]}""",
+        None),
+    "backward": (
+        """    x_hat, inv_std, gamma, dims, shape, m = cache
+    dbeta = dy.sum(dim=dims)
+    dgamma = (dy * x_hat).sum(dim=dims)
+    dx = (gamma * inv_std / m).view(shape) * (m * dy - dbeta.view(shape) - x_hat * dgamma.view(shape))
+    return dx, dgamma, dbeta""",
+        """    xhat, rstd, gamma, shape, m = cache["xhat"], cache["rstd"], cache["gamma"], cache["shape"], cache["m"]
+    g = dy.transpose(0, 1).reshape(dy.shape[1], -1)          # (C, m)
+    dbeta = g.sum(dim=1)
+    dgamma = (g * xhat).sum(dim=1)
+    dxt = gamma[:, None] * rstd / m * (m * g - dbeta[:, None] - xhat * dgamma[:, None])
+    return dxt.reshape(shape).transpose(0, 1).contiguous(), dgamma, dbeta""",
+        None),
+    "module_init": (
+        """        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))""",
+        """        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0))
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))""",
+        None),
+    "module_forward": (
+        """        if not self.training:
+            inv_std = 1.0 / torch.sqrt(self.running_var + self.eps)
+            x_hat = (x - self.running_mean.view(1, -1, 1, 1)) * inv_std.view(1, -1, 1, 1)
+            return self.weight.view(1, -1, 1, 1) * x_hat + self.bias.view(1, -1, 1, 1)
+        y, _ = batchnorm_forward(x, self.weight, self.bias, self.eps)
+        with torch.no_grad():
+            m = x.numel() // x.shape[1]
+            mean = x.mean(dim=(0, 2, 3))
+            var = x.var(dim=(0, 2, 3), unbiased=False) * m / (m - 1)
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
+            self.running_var.mul_(1 - self.momentum).add_(self.momentum * var)
+        return y""",
+        """        c = lambda v: v[None, :, None, None]
+        if self.training:
+            mean = x.mean(dim=(0, 2, 3))
+            var = x.var(dim=(0, 2, 3), unbiased=False)
+            m = x.shape[0] * x.shape[2] * x.shape[3]
+            self.running_mean.copy_((1 - self.momentum) * self.running_mean + self.momentum * mean.detach())
+            self.running_var.copy_((1 - self.momentum) * self.running_var + self.momentum * var.detach() * m / (m - 1))
+            self.num_batches_tracked += 1
+        else:
+            mean, var = self.running_mean, self.running_var
+        return c(self.weight) * (x - c(mean)) / torch.sqrt(c(var) + self.eps) + c(self.bias)""",
+        None),
+    "make_cnn": (
+        """    layers, c_in = [], 1
+    for c_out, pool in [(16, True), (32, True), (32, False)]:
+        layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(BatchNorm2d(c_out))
+        layers.append(nn.ReLU())
+        if pool:
+            layers.append(nn.MaxPool2d(2))
+        c_in = c_out
+    layers += [nn.Flatten(), nn.Linear(32 * 7 * 7, 10)]
+    return nn.Sequential(*layers)""",
+        """    class CNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.convs = nn.ModuleList([nn.Conv2d(1, 16, 3, padding=1, bias=not batch_norm),
+                                        nn.Conv2d(16, 32, 3, padding=1, bias=not batch_norm),
+                                        nn.Conv2d(32, 32, 3, padding=1, bias=not batch_norm)])
+            self.norms = nn.ModuleList([BatchNorm2d(c) for c in (16, 32, 32)]) if batch_norm else None
+            self.head = nn.Linear(32 * 7 * 7, 10)
+
+        def forward(self, x):
+            for i, conv in enumerate(self.convs):
+                x = conv(x)
+                if self.norms is not None:
+                    x = self.norms[i](x)
+                x = F.relu(x)
+                if i < 2:
+                    x = F.max_pool2d(x, 2)
+            return self.head(x.flatten(1))
+    return CNN()""",
+        None),
+}
+
+
+def test_other_valid_answers_keep_full_marks(tmp_path):
+    messages = {}
+    failed = run_mutated(SOURCE, tmp_path, OTHER_WAYS, messages)
+    assert not any(failed.values()), {gid: messages[gid] for gid, err in failed.items() if err}

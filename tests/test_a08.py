@@ -1,0 +1,218 @@
+"""Assignment a08 (ResNet): the release is current and proven, and the hidden tests reject subtly
+wrong solutions (each mutant below is a plausible student mistake).
+
+Convergence threshold (fast profile: 4,000 training images, 3 epochs, batch 64, Adam 2e-3 with
+cosine decay to 0, the small ResNet of 77,754 parameters, one CPU thread), measured with the
+reference solution for SEED = 0..4 (the grader's run: classes renamed by derangement(10, 1000 +
+SEED), accuracy of the trained weights in the reference network on 2,000 held-out images):
+
+    SEED                         0       1       2       3       4
+    notebook: val accuracy       0.9695  0.9670  0.9665  0.9680  0.9665
+    grader: held-out accuracy    0.9655  0.9680  0.9655  0.9675  0.9665
+
+Worst seed 0.9655 against TARGET = 0.93: a margin of 3.55 points. (Without the cosine decay
+the draft measured 0.9240 ... 0.7340 on the same seeds: the batch-norm running statistics lag
+behind the last weights, so the given fit_adam decays the learning rate.)
+"""
+import pathlib
+
+import nbformat
+import pytest
+
+from autograder import notebook_checks as checks
+from autograder import release
+from mutation_helpers import assert_each_mutant_caught, run_mutated
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAME = "a08-resnet"
+SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("a08")]
+
+
+def test_source_is_well_formed():
+    assert checks.validate_source(SOURCE) == []
+    nb = nbformat.read(SOURCE, as_version=4)
+    graded = [c for c in nb.cells if checks.is_graded_test(c)]
+    assert sum(checks.nbgrader_meta(c)["points"] for c in graded) == 25
+    assert all(checks.BEGIN_HIDDEN in c.source for c in graded)   # every graded cell has hidden tests
+    tags = {checks.nbgrader_meta(c).get("grade_id"): c.metadata.get("tags", []) for c in nb.cells}
+    for gid in ("data_code", "train_helpers"):   # the grader calls fit_adam in the kernel
+        assert "kernel-only" in tags[gid], gid
+
+
+def test_release_is_proven_by_the_grader():
+    # `make release-check` proves assignments/ current; here the grader proves the solution earns
+    # every point, the untouched release none, and the filled-in release runs in a plain kernel
+    release.prove_committed(ROOT, NAME, echo=lambda *_: None)
+
+
+# (solution text, wrong replacement, graded cell that must now fail). Each group runs as one
+# notebook; within a group the mutants target different tests.
+BASIC_FORWARD = (
+    "        identity = x if self.shortcut is None else self.shortcut(x)\n"
+    "        return F.relu(self.residual(x) + identity)\n        ### END SOLUTION\n\n\nclass Bottleneck")
+BASIC_SHORTCUT = (
+    "        self.shortcut = None\n        if stride != 1 or in_channels != out:\n"
+    "            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out, 1, stride=stride, bias=False),\n"
+    "                                          nn.BatchNorm2d(out))\n        ### END SOLUTION\n\n"
+    "    def residual(self, x):\n        ### BEGIN SOLUTION\n        return self.bn2")
+SHORTCUT_1X1_TABLE_INVERTED = {
+    "shortcut_after_relu": (
+        BASIC_FORWARD,
+        BASIC_FORWARD.replace("return F.relu(self.residual(x) + identity)", "return F.relu(self.residual(x)) + identity"),
+        "test_basic_block"),
+    "stride_on_1x1": (   # the 2016 paper's placement: same counts and shapes, different function
+        "        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)\n        self.bn1 = nn.BatchNorm2d(planes)\n"
+        "        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)",
+        "        self.conv1 = nn.Conv2d(in_channels, planes, 1, stride=stride, bias=False)\n        self.bn1 = nn.BatchNorm2d(planes)\n"
+        "        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)",
+        "test_bottleneck"),
+    "wrong_stage_shape": (   # forgets the bottleneck's expansion
+        '"layer1": (256, 56, 56)', '"layer1": (64, 56, 56)', "test_stage_shapes"),
+    "sd_inverted": (   # the inverted convention: scale by 1/p in training, nothing at evaluation
+        "                return F.relu(self.residual(x) + identity)\n            return F.relu(identity)\n"
+        "        return F.relu(self.survival_prob * self.residual(x) + identity)",
+        "                return F.relu(self.residual(x) / self.survival_prob + identity)\n            return F.relu(identity)\n"
+        "        return F.relu(self.residual(x) + identity)",
+        "test_stochastic_depth"),
+}
+PROJECTION_MAXPOOL_DRAW_STEM = {
+    "no_projection_on_stride": (
+        BASIC_SHORTCUT, BASIC_SHORTCUT.replace("if stride != 1 or in_channels != out:", "if in_channels != out:"),
+        "test_basic_block"),
+    "no_maxpool": (
+        "        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))",
+        "        x = F.relu(self.bn1(self.conv1(x)))",
+        "test_resnet"),
+    "sd_keeps_with_probability_1_minus_p": (
+        "            if torch.rand(()) < self.survival_prob:",
+        "            if torch.rand(()) > self.survival_prob:",
+        "test_stochastic_depth"),
+    "small_stem_without_relu": (
+        "        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),",
+        "        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),",
+        "test_small_resnet"),
+}
+TABLE_EVAL_SHAPES = {
+    "resnet50_wrong_table": (
+        "50: (Bottleneck, [3, 4, 6, 3])}", "50: (Bottleneck, [3, 4, 23, 3])}", "test_resnet"),
+    "sd_drops_at_eval": (
+        "        if self.training:\n            if torch.rand",
+        "        if True:\n            if torch.rand",
+        "test_stochastic_depth"),
+    "last_stage_not_halved": (
+        '"layer4": (2048, 7, 7)', '"layer4": (2048, 14, 14)', "test_stage_shapes"),
+}
+GROUPS = {
+    # a basic block with the wrong forward breaks the networks built from it as well
+    "shortcut-1x1-table-inverted": (SHORTCUT_1X1_TABLE_INVERTED, {"test_resnet", "test_small_resnet", "test_convergence"}),
+    "projection-maxpool-draw-stem": (PROJECTION_MAXPOOL_DRAW_STEM, {"test_convergence"}),
+    "table-eval-shapes": (TABLE_EVAL_SHAPES, set()),
+}
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_wrong_solutions_fail_their_graded_cell(tmp_path, group):
+    mutants, may_also_fail = GROUPS[group]
+    messages = {}
+    failed = run_mutated(SOURCE, tmp_path, mutants, messages)
+    assert_each_mutant_caught(failed, mutants, may_also_fail)
+    if "no_maxpool" in mutants:   # the hidden trace names the layer
+        assert "maxpool" in messages["test_resnet"]
+
+
+# Correct answers written other valid ways keep full marks: nn.Identity shortcuts registered before
+# the convolutions, nn.ReLU modules and an in-place addition, tuples in STAGES, lists in
+# STAGE_SHAPES, and a small ResNet as its own module (stem in an nn.Sequential, blocks in a
+# ModuleList, pooling by mean).
+OTHER_WAYS = {
+    "basic_init": (
+        """        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = None
+        if stride != 1 or in_channels != out:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(out))
+        ### END SOLUTION
+
+    def residual(self, x):
+        ### BEGIN SOLUTION
+        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))""",
+        """        if stride == 1 and in_channels == planes:
+            self.shortcut = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, planes, kernel_size=1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(planes))
+        self.relu = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        ### END SOLUTION
+
+    def residual(self, x):
+        ### BEGIN SOLUTION
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))""",
+        None),
+    "basic_forward": (
+        """        identity = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(self.residual(x) + identity)
+        ### END SOLUTION
+
+
+class Bottleneck""",
+        """        out = self.residual(x)
+        out += self.shortcut(x)
+        return self.relu(out)
+        ### END SOLUTION
+
+
+class Bottleneck""",
+        None),
+    "stages": (
+        """STAGES = {18: (BasicBlock, [2, 2, 2, 2]), 50: (Bottleneck, [3, 4, 6, 3])}""",
+        """STAGES = {18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}""",
+        None),
+    "shapes": (
+        """    18: {"conv1": (64, 112, 112), "maxpool": (64, 56, 56), "layer1": (64, 56, 56), "layer2": (128, 28, 28),
+         "layer3": (256, 14, 14), "layer4": (512, 7, 7)},""",
+        """    18: {"conv1": [64, 112, 112], "maxpool": [64, 56, 56], "layer1": [64, 56, 56], "layer2": [128, 28, 28],
+         "layer3": [256, 14, 14], "layer4": [512, 7, 7]},""",
+        None),
+    "sd": (
+        """        identity = x if self.shortcut is None else self.shortcut(x)
+        if self.training:""",
+        """        identity = x if isinstance(self.shortcut, nn.Identity) else self.shortcut(x)
+        if self.training:""",
+        None),
+    "small": (
+        """    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        BasicBlock(16, 16), BasicBlock(16, 32, stride=2), BasicBlock(32, 64, stride=2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+    )""",
+        """    class SmallResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
+            self.stages = nn.ModuleList([BasicBlock(16, 16), BasicBlock(16, 32, 2), BasicBlock(32, 64, 2)])
+            self.head = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = F.relu(self.stem(x))
+            for stage in self.stages:
+                x = stage(x)
+            return self.head(x.mean(dim=(2, 3)))
+    return SmallResNet()""",
+        None),
+}
+
+
+def test_other_valid_answers_keep_full_marks(tmp_path):
+    messages = {}
+    failed = run_mutated(SOURCE, tmp_path, OTHER_WAYS, messages)
+    assert not any(failed.values()), {gid: messages[gid] for gid, err in failed.items() if err}

@@ -1,0 +1,177 @@
+"""Assignment a09 (DenseNet): the release is current and proven, and the hidden tests reject
+subtly wrong solutions (each mutant below is a plausible student mistake).
+
+Convergence threshold (fast profile: 4,000 training images, 3 epochs, batch 64, Adam 3e-3 with
+cosine decay to 0, the small DenseNet of 46,366 parameters, one CPU thread), measured with the
+reference solution for SEED = 0..4 (the grader's run: classes renamed by derangement(10, 1000 +
+SEED), accuracy of the trained weights in the reference network on 2,000 held-out images):
+
+    SEED                         0       1       2       3       4
+    notebook: val accuracy       0.9660  0.9715  0.9690  0.9785  0.9695
+    grader: held-out accuracy    0.9745  0.9655  0.9675  0.9770  0.9710
+
+Worst seed 0.9655 (grader) and 0.9660 (notebook) against TARGET = 0.93: a margin of 3.55 points.
+"""
+import pathlib
+
+import nbformat
+import pytest
+
+from autograder import notebook_checks as checks
+from autograder import release
+from mutation_helpers import assert_each_mutant_caught, run_mutated
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAME = "a09-densenet"
+SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("a09")]
+
+
+def test_source_is_well_formed():
+    assert checks.validate_source(SOURCE) == []
+    nb = nbformat.read(SOURCE, as_version=4)
+    graded = [c for c in nb.cells if checks.is_graded_test(c)]
+    assert sum(checks.nbgrader_meta(c)["points"] for c in graded) == 25
+    assert all(checks.BEGIN_HIDDEN in c.source for c in graded)   # every graded cell has hidden tests
+    tags = {checks.nbgrader_meta(c).get("grade_id"): c.metadata.get("tags", []) for c in nb.cells}
+    for gid in ("data_code", "train_helpers"):   # the grader calls fit_adam in the kernel
+        assert "kernel-only" in tags[gid], gid
+
+
+def test_release_is_proven_by_the_grader():
+    # `make release-check` proves assignments/ current; here the grader proves the solution earns
+    # every point, the untouched release none, and the filled-in release runs in a plain kernel
+    release.prove_committed(ROOT, NAME, echo=lambda *_: None)
+
+
+# (solution text, wrong replacement, graded cell that must now fail). Each group runs as one
+# notebook; within a group the mutants target different tests. A wrong layer, block or transition
+# also breaks the networks built from it (test_densenet121, test_convergence).
+INPLACE_ROUND = {
+    # a ReLU applied in place to the layer's shared input (and before the batch norm); in the grader
+    # the visible check cannot see the kernel's input change, the hidden gradient check does
+    "relu_in_place_on_input": (
+        "        out = self.conv1(F.relu(self.norm1(x)))",
+        "        out = self.conv1(F.relu(self.norm1(x.relu_())))",
+        "test_dense_layer"),
+    "round_not_floor": (
+        "    return int(channels * compression)", "    return round(channels * compression)", "test_bookkeeping"),
+}
+ORDER_POOLING = {
+    "cat_new_first": (
+        "            features.append(layer(torch.cat(features, dim=1)))",
+        "            features.insert(0, layer(torch.cat(features, dim=1)))",
+        "test_dense_block"),
+    "max_pool_transition": (
+        "        return F.avg_pool2d(self.conv(F.relu(self.norm(x))), 2, stride=2)",
+        "        return F.max_pool2d(self.conv(F.relu(self.norm(x))), 2, stride=2)",
+        "test_transition"),
+}
+FINAL_RELU_CONNECTIONS = {
+    "no_final_relu": (
+        "        x = F.relu(self.norm_final(x))", "        x = self.norm_final(x)", "test_densenet121"),
+    "connections_without_input": (   # counts l - 1 links into layer l, forgetting x_0
+        "    return L * (L + 1) // 2", "    return L * (L - 1) // 2", "test_bookkeeping"),
+}
+STEM_INPUTS = {
+    "stem_4k": (   # deck 000's statement: the first convolution outputs 4k maps
+        "        self.norm0 = nn.BatchNorm2d(num_init_features)\n        self.blocks, self.transitions = nn.ModuleList(), nn.ModuleList()\n"
+        "        channels = num_init_features\n",
+        "        num_init_features = 4 * growth_rate\n"
+        "        self.conv0 = nn.Conv2d(in_channels, num_init_features, self.conv0.kernel_size, self.conv0.stride,\n"
+        "                               self.conv0.padding, bias=False)\n"
+        "        self.norm0 = nn.BatchNorm2d(num_init_features)\n        self.blocks, self.transitions = nn.ModuleList(), nn.ModuleList()\n"
+        "        channels = num_init_features\n",
+        "test_densenet121"),
+    "layer_inputs_shifted": (
+        "    return [k0 + i * k for i in range(L)]", "    return [k0 + (i + 1) * k for i in range(L)]", "test_bookkeeping"),
+}
+GROUPS = {
+    "inplace-round": (INPLACE_ROUND, {"test_dense_block", "test_densenet121", "test_convergence"}),
+    "order-pooling": (ORDER_POOLING, {"test_densenet121", "test_convergence"}),
+    "final-relu-connections": (FINAL_RELU_CONNECTIONS, {"test_convergence"}),
+    "stem-inputs": (STEM_INPUTS, {"test_convergence"}),
+}
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_wrong_solutions_fail_their_graded_cell(tmp_path, group):
+    mutants, may_also_fail = GROUPS[group]
+    messages = {}
+    failed = run_mutated(SOURCE, tmp_path, mutants, messages)
+    assert_each_mutant_caught(failed, mutants, may_also_fail)
+    if "relu_in_place_on_input" in mutants:   # caught in the grader by autograd, not by the visible check
+        assert "in-place" in messages["test_dense_layer"]
+
+
+# Correct answers written other valid ways keep full marks: nn.ReLU modules (in place on the batch
+# norms' outputs), a block that grows one tensor, math.floor, a sum for the connections, and a
+# classifier that is an nn.Sequential of pooling, flattening and the linear layer.
+OTHER_WAYS = {
+    "layer": (
+        """        inner = bn_size * growth_rate
+        self.norm1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, inner, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(inner)
+        self.conv2 = nn.Conv2d(inner, growth_rate, 3, padding=1, bias=False)
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        out = self.conv1(F.relu(self.norm1(x)))
+        return self.conv2(F.relu(self.norm2(out)))""",
+        """        self.norm1 = nn.BatchNorm2d(in_channels)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_channels, bn_size * growth_rate, kernel_size=1, stride=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(bn_size * growth_rate)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, kernel_size=3, stride=1, padding=1, bias=False)
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        h = self.conv1(self.relu1(self.norm1(x)))
+        return self.conv2(self.relu2(self.norm2(h)))""",
+        None),
+    "block": (
+        """        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, dim=1)))
+        return torch.cat(features, dim=1)""",
+        """        out = x
+        for layer in self.layers:
+            out = torch.cat([out, layer(out)], 1)
+        return out""",
+        None),
+    "transition": (
+        """        return F.avg_pool2d(self.conv(F.relu(self.norm(x))), 2, stride=2)""",
+        """        return nn.functional.avg_pool2d(self.conv(torch.relu(self.norm(x))), kernel_size=2)""",
+        None),
+    "floor": (
+        """    return int(channels * compression)""",
+        """    import math
+    return math.floor(channels * compression)""",
+        None),
+    "links": (
+        """    return L * (L + 1) // 2""",
+        """    return sum(range(1, L + 1))""",
+        None),
+    "net": (
+        """        self.norm_final = nn.BatchNorm2d(channels)
+        self.classifier = nn.Linear(channels, num_classes)""",
+        """        self.norm_final = nn.BatchNorm2d(channels)
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))""",
+        None),
+    "net_forward": (
+        """        x = F.relu(self.norm_final(x))
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))""",
+        """        return self.classifier(F.relu(self.norm_final(x)))""",
+        None),
+}
+
+
+def test_other_valid_answers_keep_full_marks(tmp_path):
+    messages = {}
+    failed = run_mutated(SOURCE, tmp_path, OTHER_WAYS, messages)
+    assert not any(failed.values()), {gid: messages[gid] for gid, err in failed.items() if err}
