@@ -160,7 +160,7 @@ def prove_solution_passes(source_nb: pathlib.Path, released_nb: pathlib.Path, ti
     """Graded by the grader itself, the solution earns every point."""
     ex = _grade(source_nb, None, released_nb, timeout)
     failed = [t for t in ex.tests if t.status != "passed"]
-    problems = [f"  {t.grade_id}: {t.status}: {t.message}" for t in failed]
+    problems = [f"  {t.grade_id}: {t.message or t.status}" for t in failed]
     problems += [f"  {d['message']}" for d in ex.diagnostics if d["severity"] == "error"]
     if ex.grader_error:
         problems.append(f"  {ex.grader_error}")

@@ -23,6 +23,13 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "a01-convolution": ("dlcourse.conv",),
     "a02-building-blocks": ("dlcourse.activations",),
     "a03-lenet": ("dlcourse.models.lenet", "dlcourse.summary", "dlcourse.train"),
+    # vgg and googlenet import alexnet's LRN: withholding alexnet makes them unimportable too
+    "a04-alexnet": ("dlcourse.models.alexnet", "dlcourse.train"),
+    "a05-vgg": ("dlcourse.models.vgg", "dlcourse.summary", "dlcourse.conv", "dlcourse.train"),
+    "a06-googlenet": ("dlcourse.models.googlenet", "dlcourse.flops", "dlcourse.conv", "dlcourse.train"),
+    "a07-batchnorm": ("dlcourse.norm",),
+    "a08-resnet": ("dlcourse.models.resnet",),
+    "a09-densenet": ("dlcourse.models.densenet",),
 }
 
 # The grader's own process sets this so that its reference code stays importable.
