@@ -41,3 +41,16 @@ def assert_each_mutant_caught(failed: dict[str, bool], mutants: dict, may_also_f
     for gid, err in failed.items():
         if gid.startswith("test_") and gid not in targets | set(may_also_fail):
             assert not err, f"{gid} failed although no mutant targets it"
+
+
+def assert_source_well_formed(source: pathlib.Path, points: int = 25, kernel_only: tuple[str, ...] = ()) -> None:
+    """The solution notebook passes the release checks, is worth `points`, hides tests in every
+    graded cell, and keeps the named cells (data, helpers the grader calls) in the kernel."""
+    assert checks.validate_source(source) == []
+    nb = nbformat.read(source, as_version=4)
+    graded = [c for c in nb.cells if checks.is_graded_test(c)]
+    assert sum(checks.nbgrader_meta(c).get("points", 0) for c in graded) == points
+    assert all(checks.BEGIN_HIDDEN in c.source for c in graded), "a graded cell without hidden tests"
+    tags = {checks.nbgrader_meta(c).get("grade_id"): c.metadata.get("tags", []) for c in nb.cells}
+    for gid in kernel_only:
+        assert "kernel-only" in tags.get(gid, []), f"{gid} is not tagged kernel-only"

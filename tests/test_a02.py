@@ -2,12 +2,10 @@
 tests reject subtly wrong solutions (each mutant below is a plausible student mistake)."""
 import pathlib
 
-import nbformat
 import pytest
 
-from autograder import notebook_checks as checks
 from autograder import release
-from mutation_helpers import assert_each_mutant_caught, run_mutated
+from mutation_helpers import assert_source_well_formed, assert_each_mutant_caught, run_mutated
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "a02-building-blocks"
@@ -17,10 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("a02")]
 
 
 def test_source_is_well_formed():
-    assert checks.validate_source(SOURCE) == []
-    nb = nbformat.read(SOURCE, as_version=4)
-    points = sum(checks.nbgrader_meta(c).get("points", 0) for c in nb.cells if checks.is_graded_test(c))
-    assert 20 <= points <= 30
+    assert_source_well_formed(SOURCE, points=27)
 
 
 def test_release_is_proven_by_the_grader():

@@ -8,12 +8,10 @@ of more than one point below the worst seed.
 """
 import pathlib
 
-import nbformat
 import pytest
 
-from autograder import notebook_checks as checks
 from autograder import release
-from mutation_helpers import assert_each_mutant_caught, run_mutated
+from mutation_helpers import assert_source_well_formed, assert_each_mutant_caught, run_mutated
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "a03-lenet"
@@ -23,10 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("a03")]
 
 
 def test_source_is_well_formed():
-    assert checks.validate_source(SOURCE) == []
-    nb = nbformat.read(SOURCE, as_version=4)
-    points = sum(checks.nbgrader_meta(c).get("points", 0) for c in nb.cells if checks.is_graded_test(c))
-    assert points == 25
+    assert_source_well_formed(SOURCE)
 
 
 def test_release_is_proven_by_the_grader():

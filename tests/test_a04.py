@@ -20,14 +20,12 @@ worst seed.
 """
 import pathlib
 
-import nbformat
 import pytest
 
-from autograder import notebook_checks as checks
 from autograder import release
 from autograder.demo import fill_release, load_assignment, solution_answers
 from autograder.grade import grade_here
-from mutation_helpers import assert_each_mutant_caught, run_mutated
+from mutation_helpers import assert_source_well_formed, assert_each_mutant_caught, run_mutated
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "a04-alexnet"
@@ -37,11 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("a04")]
 
 
 def test_source_is_well_formed():
-    assert checks.validate_source(SOURCE) == []
-    nb = nbformat.read(SOURCE, as_version=4)
-    graded = [c for c in nb.cells if checks.is_graded_test(c)]
-    assert sum(checks.nbgrader_meta(c)["points"] for c in graded) == 25
-    assert all(checks.BEGIN_HIDDEN in c.source for c in graded)   # every graded cell has hidden tests
+    assert_source_well_formed(SOURCE)
 
 
 def test_release_is_proven_by_the_grader():
