@@ -19,18 +19,41 @@ from autograder.grade import grade_here
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_mutated(source: pathlib.Path, tmp_path: pathlib.Path, mutants: dict, messages: dict | None = None) -> dict[str, bool]:
+TRAINING_CELL, CONVERGENCE_TEST = "training_run", "test_convergence"
+
+
+def _skip_training(*notebooks) -> None:
+    """Replace the notebook's training run by a comment in every copy the grader reads (source,
+    submission, release), so that the convergence test fails at once instead of training twice."""
+    for nb in notebooks:
+        for cell in nb.cells:
+            if checks.nbgrader_meta(cell).get("grade_id") == TRAINING_CELL:
+                cell.source = "# training skipped: no mutant in this run targets the convergence test"
+
+
+def run_mutated(source: pathlib.Path, tmp_path: pathlib.Path, mutants: dict, messages: dict | None = None,
+                train: bool | None = None) -> dict[str, bool]:
+    """Grade the solution with `mutants` planted; return {grade_id: failed}.
+
+    Training is the slow part of an assignment and only the convergence test reads it: unless a
+    mutant targets that test (or `train` is True), the run skips it and the result leaves the
+    convergence test out, since it was not exercised."""
     original = nbformat.read(source, as_version=4)
     nb = nbformat.read(source, as_version=4)
     for name, (old, new, _) in mutants.items():
         hits = [c for c in nb.cells if old in c.source and checks.nbgrader_meta(c).get("solution")]
         assert len(hits) == 1, f"mutant {name}: solution text not found exactly once in a solution cell of {source.name}"
         hits[0].source = hits[0].source.replace(old, new)
-    release = REPO / "assignments" / source.parent.name / source.name
-    ex = grade_here(original, nb, nbformat.read(release, as_version=4), assignment=source.parent.name)
+    released = nbformat.read(REPO / "assignments" / source.parent.name / source.name, as_version=4)
+    if train is None:
+        train = any(cell == CONVERGENCE_TEST for (_, _, cell) in mutants.values())
+    if not train:
+        _skip_training(original, nb, released)
+    ex = grade_here(original, nb, released, assignment=source.parent.name)
+    tests = [t for t in ex.tests if train or t.grade_id != CONVERGENCE_TEST]
     if messages is not None:
-        messages.update({t.grade_id: t.message for t in ex.tests})
-    return {t.grade_id: t.status != "passed" for t in ex.tests}
+        messages.update({t.grade_id: t.message for t in tests})
+    return {t.grade_id: t.status != "passed" for t in tests}
 
 
 def assert_each_mutant_caught(failed: dict[str, bool], mutants: dict, may_also_fail=frozenset()) -> None:
