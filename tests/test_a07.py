@@ -20,6 +20,10 @@ Ten more grader runs (SEED 0, secret seeds 101, 202, ..., 1010; two trainings of
 each): BN held-out accuracy 0.9685, 0.9740, 0.9605, 0.9725, 0.9700, 0.9740, 0.9735, 0.9695, 0.9665,
 0.9690 (worst 0.9605, mean 0.9698, sd 0.0042); loss ratio 0.140 to 0.220. Over all fifteen grader
 runs the worst accuracy is 0.9485 (4.85 points above TARGET) and the worst ratio 0.390.
+Offline stand-in (scikit-learn's digits, 1,438 training images; the student's own run only, the
+grader always uses MNIST): with the fast profile's 2 epochs the BN network reached 0.9554 to 0.9833,
+with the 10 epochs the notebook sets for it 0.9833, 0.9944, 0.9889, 0.9861, 0.9889 for SEED = 0..4
+(mean 0.9883, sd 0.0041; loss ratio 0.023 to 0.041): target 0.95, 3.3 points below the worst seed.
 """
 import pathlib
 

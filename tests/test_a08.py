@@ -16,6 +16,10 @@ behind the last weights, so the given fit_adam decays the learning rate.)
 Ten more grader runs (SEED 0, secret seeds 101, 202, ..., 1010; 8.1 to 9.0 s of training each):
 0.9690, 0.9650, 0.9600, 0.9690, 0.9685, 0.9625, 0.9655, 0.9615, 0.9665, 0.9670 (worst 0.9600, mean
 0.9655, sd 0.0032). Over all fifteen grader runs the worst is 0.9600, 3.0 points above TARGET.
+Offline stand-in (scikit-learn's digits, 1,438 training images; the student's own run only, the
+grader always uses MNIST): with the fast profile's 3 epochs 0.9471 to 0.9694 (too close to 0.93 on
+359 validation images), with the 10 epochs the notebook sets for it 0.9972, 0.9972, 0.9972, 0.9944,
+1.0 for SEED = 0..4: target 0.96, 3.4 points below the worst seed.
 """
 import pathlib
 

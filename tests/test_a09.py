@@ -14,6 +14,10 @@ Worst seed 0.9655 (grader) and 0.9660 (notebook) against TARGET = 0.93: a margin
 Ten more grader runs (SEED 0, secret seeds 101, 202, ..., 1010; 9.6 to 11.3 s of training each):
 0.9755, 0.9715, 0.9780, 0.9745, 0.9745, 0.9790, 0.9705, 0.9725, 0.9770, 0.9765 (worst 0.9705, mean
 0.9750, sd 0.0028). Over all fifteen grader runs the worst is 0.9655, 3.55 points above TARGET.
+Offline stand-in (scikit-learn's digits, 1,438 training images; the student's own run only, the
+grader always uses MNIST): with the fast profile's 3 epochs only 0.8273 to 0.8997, below the MNIST
+target on every seed; with the 10 epochs the notebook sets for it 0.9944, 0.9972, 0.9889, 0.9916,
+1.0 for SEED = 0..4 (mean 0.9944, sd 0.0044): target 0.95, 3.9 points below the worst seed.
 """
 import pathlib
 
