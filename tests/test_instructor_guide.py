@@ -1,0 +1,52 @@
+"""The instructor guide's table of assignments says what the solution notebooks say: every
+assignment is listed, with its points and the fast profile's training targets."""
+import pathlib
+import re
+
+import nbformat
+
+from autograder import notebook_checks as checks
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "book" / "guides" / "instructor.md"
+ROW = re.compile(r"^\| `(a\d\d-[a-z0-9-]+)` \| [^|]+ \| (\d+) \| ([^|]+) \| ([^|]+) \|$", re.M)
+
+
+def _assignments(text: str) -> dict[str, tuple[str, str, str]]:
+    return {m[1]: (m[2], m[3].strip(), m[4].strip()) for m in ROW.finditer(text)}
+
+
+def _settings(source: str, condition: str) -> dict[str, str]:
+    """The names and values of the tuple assignment on the line after `condition`."""
+    m = re.search(re.escape(condition) + r"[^\n]*\n(?:\s*#[^\n]*\n)?\s*([A-Z_, ]+) = ([^\n#]+)", source)
+    if m is None:
+        return {}
+    names = [n.strip() for n in m[1].split(",")]
+    values = [v.strip() for v in m[2].split(",")]
+    return dict(zip(names, values))
+
+
+def _target(settings: dict[str, str]) -> str:
+    if not settings:
+        return "-"
+    return f"{float(settings['TARGET']):.2f} after {settings['EPOCHS']} epochs"
+
+
+def test_every_assignment_is_listed_with_its_points_and_targets():
+    rows = _assignments(GUIDE.read_text())
+    names = sorted(p.name for p in (ROOT / "solutions").iterdir() if (p / f"{p.name}.ipynb").exists())
+    assert sorted(rows) == names
+    for name in names:
+        nb = nbformat.read(ROOT / "solutions" / name / f"{name}.ipynb", as_version=4)
+        points = sum(checks.nbgrader_meta(c).get("points", 0) for c in nb.cells if checks.is_graded_test(c))
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not checks.is_graded_test(c))
+        online = _settings(code, "if cfg.fast:")
+        offline = {**online, **_settings(code, 'if splits.source == "digits" and cfg.fast:')} if online else {}
+        assert rows[name] == (str(points), _target(online), _target(offline)), name
+
+
+def test_the_table_parser_reads_a_row():
+    text = "| `a99-x` | 9 X | 25 | 0.93 after 3 epochs | - |"
+    assert _assignments(text) == {"a99-x": ("25", "0.93 after 3 epochs", "-")}
+    code = 'if cfg.fast:   # note\n    LIMIT, EPOCHS, TARGET = 4000, 3, 0.93\n'
+    assert _target(_settings(code, "if cfg.fast:")) == "0.93 after 3 epochs"
