@@ -101,7 +101,11 @@ def views(released, browser):
         # the Assignment List, opened the way a student finds it: from the Nbgrader menu
         page.locator(".lm-MenuBar-item", has_text="Nbgrader").first.click()
         page.locator(".lm-Menu-item", has_text="Assignment List").first.click()
-        page.wait_for_selector(f"text={ASSIGNMENT}", timeout=60_000)
+        # the notebook's own tab also shows the assignment's name: wait for the list itself to load
+        page.wait_for_function(
+            """([selector, name]) => { const w = document.querySelector(selector);
+                 return w !== null && w.innerText.includes(name) && !w.innerText.includes("Loading, please wait"); }""",
+            arg=[".nbgrader-mainarea-widget", ASSIGNMENT], timeout=60_000)
         lab["assignment_list"] = page.locator(".nbgrader-mainarea-widget").first.inner_text()
         page.goto(f"{course.hub.url}/user/{name}/tree", wait_until="load")
         page.wait_for_selector(".lm-MenuBar-item", timeout=120_000)
