@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.abc
 import os
 import sys
+import types
 
 # assignment -> modules that hold its answers
 ANSWERS: dict[str, tuple[str, ...]] = {
@@ -72,7 +73,9 @@ def block(assignment: str) -> tuple[str, ...]:
     for name in modules:
         sys.modules.pop(name, None)
         parent, _, child = name.rpartition(".")
-        if parent in sys.modules and hasattr(sys.modules[parent], child):
+        # vars(), not hasattr(): a package with a lazy __getattr__ (dlcourse.models) would
+        # import the module just withheld to answer hasattr, raising ImportError here.
+        if parent in sys.modules and isinstance(vars(sys.modules[parent]).get(child), types.ModuleType):
             delattr(sys.modules[parent], child)
     return modules
 

@@ -10,10 +10,20 @@
 `from dlcourse.models import vgg16` imports only the module that defines it (PEP 562): a
 page about VGG does not pay for every model, and while an assignment is graded the module
 that holds its answers is withheld (`dlcourse.answers`) without breaking the others.
+
+Two modules share their name with a builder they define (`alexnet`, `googlenet`). The package
+attribute is always the builder, whatever was imported before: `from dlcourse.models import
+alexnet` gives the function even after `dlcourse.models.alexnet` (the module) was loaded. The
+module is reached by its path: `from dlcourse.models.alexnet import cfgs` or
+`importlib.import_module("dlcourse.models.alexnet")`; `import dlcourse.models.alexnet as m`
+binds the builder (Python resolves that form by attribute), so do not write it
+(tests/test_models_namespace.py checks the repository for it).
 """
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 # name -> module that defines it
 _EXPORTS = {
@@ -39,3 +49,23 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+class _Models(types.ModuleType):
+    """The package, refusing to let a loaded submodule shadow a public name.
+
+    After loading `dlcourse.models.alexnet` the import system sets the module as the
+    package's attribute `alexnet`; once set, `__getattr__` (which finds the builder) is no
+    longer consulted, and the name would mean the module or the function depending on
+    what happened to be imported first. The binding is dropped here, so the name always
+    resolves through `__getattr__`. Nothing is cached, so a module that `dlcourse.answers`
+    withholds later cannot be reached through a stale attribute.
+    """
+
+    def __setattr__(self, name, value):
+        if name in _WHERE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Models
