@@ -15,6 +15,18 @@ def on_meta(builder, **kwargs):
         return builder(**kwargs)
 
 
+def layer_counts(convs, fcs, biases=True):
+    """Parameters per layer from the layer shapes alone: a k x k convolution from c_in to c_out
+    maps holds k*k*c_in*c_out weights (+ c_out biases); a fully connected layer n_in*n_out (+ n_out)."""
+    return ([k * k * c_in * c_out + biases * c_out for c_in, c_out, k in convs]
+            + [n_in * n_out + biases * n_out for n_in, n_out in fcs])
+
+
+def model_layer_counts(model, biases=True):
+    """The model's parameters per convolution and fully connected layer, in order."""
+    return [count_weights(m, biases=biases) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
 def stage_sizes(model, image_size, in_channels=3):
     """Spatial size after every convolution and pooling of `features`, in order."""
     sizes = []
@@ -65,15 +77,40 @@ def test_zfnet_first_layer_and_shapes():
     conv1 = model.features.conv1
     assert (conv1.kernel_size, conv1.stride, conv1.out_channels) == ((7, 7), (2, 2), 96)
     # Zeiler & Fergus, Fig. 3: 224 -> 110 -> 55 -> 26 -> 13 -> 13 -> 13 -> 13 -> 6
-    assert [s for _, s in stage_sizes(model, 224)] == [110, 55, 26, 13, 13, 13, 13, 6]
-    assert count_weights(model) == 62_357_608
+    sizes = [s for _, s in stage_sizes(model, 224)]
+    assert sizes == [110, 55, 26, 13, 13, 13, 13, 6]
+    # Zeiler & Fergus, Fig. 3: (maps in, maps out, kernel) of the five convolutions, all dense
+    # (one stream), then FC6 on pool5's maps (256 x 6 x 6, the last size above), 4096, 4096 and
+    # the 1000 ImageNet classes.
+    convs = [(3, 96, 7), (96, 256, 5), (256, 384, 3), (384, 384, 3), (384, 256, 3)]
+    fcs = [(256 * sizes[-1] ** 2, 4096), (4096, 4096), (4096, 1000)]
+    derived = layer_counts(convs, fcs)
+    assert model_layer_counts(model) == derived                  # layer by layer, biases included
+    # 14,208 + 614,656 + 885,120 + 1,327,488 + 884,992 + 37,752,832 + 16,781,312 + 4,097,000
+    assert sum(derived) == count_weights(model) == 62_357_608
+    # cross-check: strides do not change a count, so ZFNet is AlexNet (one stream) with CONV1's
+    # 11x11 filters made 7x7: (11^2 - 7^2) * 3 * 96 = 20,736 fewer weights
+    assert count_weights(on_meta(alexnet)) - count_weights(model) == (11 ** 2 - 7 ** 2) * 3 * 96
 
 
 def test_deck001_unpadded_weight_count():
-    # deck 001 computes AlexNet without padding and without biases; the slide rounds to 27.55M
+    # deck 001 computes AlexNet without padding and without biases and ends with "27.55M", the sum
+    # of its rounded per-layer figures (book/04-alexnet/architecture.ipynb, "Erratum"); the exact
+    # count follows from the paper's filters and the unpadded sizes:
+    # 227 -(11/4)-> 55 -pool-> 27 -(5)-> 23 -pool-> 11 -(3)-> 9 -(3)-> 7 -(3)-> 5 -pool-> 2
     model = on_meta(alexnet_unpadded)
-    assert count_weights(model, biases=False) == 28_813_344
-    assert [s for _, s in stage_sizes(model, 227)] == [55, 27, 23, 11, 9, 7, 5, 2]
+    sizes = [s for _, s in stage_sizes(model, 227)]
+
+    def out(size, kernel, stride=1):  # (W - F) / S + 1 with no padding
+        return (size - kernel) // stride + 1
+    assert sizes == [out(227, 11, 4), out(55, 3, 2), out(27, 5), out(23, 3, 2), out(11, 3), out(9, 3), out(7, 3),
+                     out(5, 3, 2)] == [55, 27, 23, 11, 9, 7, 5, 2]
+    convs = [(3, 96, 11), (96, 256, 5), (256, 384, 3), (384, 384, 3), (384, 256, 3)]   # Krizhevsky et al., fig. 2
+    fcs = [(256 * sizes[-1] ** 2, 4096), (4096, 4096), (4096, 1000)]                  # FC6 reads 2x2x256 = 1,024
+    derived = layer_counts(convs, fcs, biases=False)
+    assert model_layer_counts(model, biases=False) == derived
+    # 34,848 + 614,400 + 884,736 + 1,327,104 + 884,736 + 4,194,304 + 16,777,216 + 4,096,000
+    assert sum(derived) == count_weights(model, biases=False) == 28_813_344
 
 
 def test_conv1_macs_match_the_lecture_formula():

@@ -23,6 +23,54 @@ def n_params(model):
 
 # --- GoogLeNet counts ----------------------------------------------------------------------
 
+# Szegedy et al., "Going deeper with convolutions" (CVPR 2015), Table 1, written out here (not
+# read from the library's GOOGLENET_CFG) so the count below is derived independently: per module
+# #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj. (The table's own "params" column is
+# rounded and inconsistent with its widths, e.g. 159K for 3a where the widths give 163K weights.)
+TABLE1 = {
+    "inception3a": (64, 96, 128, 16, 32, 32), "inception3b": (128, 128, 192, 32, 96, 64),
+    "inception4a": (192, 96, 208, 16, 48, 64), "inception4b": (160, 112, 224, 24, 64, 64),
+    "inception4c": (128, 128, 256, 24, 64, 64), "inception4d": (112, 144, 288, 32, 64, 64),
+    "inception4e": (256, 160, 320, 32, 128, 128), "inception5a": (256, 160, 320, 32, 128, 128),
+    "inception5b": (384, 192, 384, 48, 128, 128),
+}
+
+
+def conv_count(c_in, c_out, k):
+    return k * k * c_in * c_out + c_out           # weights + biases (the paper's network has biases, no BN)
+
+
+def paper_googlenet_count(per_part=None):
+    """GoogLeNet's parameters from Table 1's widths alone (no auxiliary heads).
+
+    Stem: conv 7x7/2 3 -> 64, then the "conv 3x3/1" row: a 1x1 reduce 64 -> 64 and a 3x3 64 -> 192.
+    Each inception module: four branches reading c_in (1x1; 1x1 reduce then 3x3; 1x1 reduce then
+    5x5; pool then 1x1 projection); its output width, #1x1 + #3x3 + #5x5 + pool proj, is the next c_in.
+    Then the linear layer 1024 -> 1000 after global average pooling (dropout and pools hold nothing).
+    """
+    parts = {"stem": conv_count(3, 64, 7) + conv_count(64, 64, 1) + conv_count(64, 192, 3)}
+    c_in = 192
+    for name, (n1, r3, n3, r5, n5, pp) in TABLE1.items():
+        parts[name] = (conv_count(c_in, n1, 1) + conv_count(c_in, r3, 1) + conv_count(r3, n3, 3)
+                       + conv_count(c_in, r5, 1) + conv_count(r5, n5, 5) + conv_count(c_in, pp, 1))
+        c_in = n1 + n3 + n5 + pp
+    assert c_in == 1024                             # Table 1: 5b's output, the linear layer's input
+    parts["fc"] = c_in * 1000 + 1000
+    if per_part is not None:
+        per_part.update(parts)
+    return sum(parts.values())
+
+
+def test_paper_googlenet_count_module_by_module_from_table1():
+    paper = on_meta(googlenet)
+    derived = {}
+    total = paper_googlenet_count(derived)
+    built = {"stem": n_params(paper.stem), "fc": n_params(paper.fc),
+             **{name: n_params(getattr(paper.blocks, name)) for name in TABLE1}}
+    assert built == derived
+    # 124,416 (stem) + 5,849,136 (nine modules) + 1,025,000 (fc)
+    assert total == n_params(paper) == 124_416 + 5_849_136 + 1_025_000 == 6_998_552
+
 def test_torchvision_counts_without_and_with_auxiliary_heads():
     assert n_params(on_meta(googlenet_torchvision)) == 6_624_904
     assert n_params(on_meta(googlenet_torchvision, aux_logits=True)) == 13_004_888
@@ -38,7 +86,7 @@ def test_which_details_reproduce_torchvision():
     paper = on_meta(googlenet)
     assert paper.blocks.inception3a.branch5[1].conv.kernel_size == (5, 5)
     # changing only the kernel, or only BN-for-bias, does not give 6,624,904
-    assert n_params(paper) == 6_998_552
+    assert n_params(paper) == paper_googlenet_count() == 6_998_552
     assert n_params(on_meta(lambda: googlenet_torchvision().blocks)) != n_params(on_meta(lambda: googlenet().blocks))
 
 
