@@ -11,6 +11,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -25,15 +26,26 @@ FIX = ROOT / "tests" / "fixtures" / "grading"
 ME = getpass.getuser()
 
 
-def _submit(root: Path, student: str, nb, when: float, assignment: str = "fix") -> exchange.Submission:
-    """A submission folder as `nbgrader submit` writes it into inbound/."""
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + f".{int(when % 1 * 1e6):06d} UTC"
+def _stamp(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + f".{int(when % 1 * 1e6):06d} UTC"
+
+
+def _submit(root: Path, student: str, nb, when: float, assignment: str = "fix",
+            secret: str | None = None) -> exchange.Submission:
+    """A submission folder as `nbgrader submit` writes it into inbound/, named with the time `when`."""
+    stamp = _stamp(when)
     folder = root / "course" / "inbound" / f"{student}+{assignment}+{stamp}+{secrets.token_hex(6)}"
     folder.mkdir(parents=True)
     nbformat.write(nb, folder / f"{assignment}.ipynb")
     (folder / "timestamp.txt").write_text(stamp)
-    (folder / "submission_secret.txt").write_text(secrets.token_hex(64))
-    return exchange.Submission(student, assignment, stamp, folder)
+    (folder / "submission_secret.txt").write_text(secret or secrets.token_hex(64))
+    return _listed(root, folder.name)
+
+
+def _listed(root: Path, key: str) -> exchange.Submission:
+    """The submission as `exchange.inbound` lists it (its time: the folder's ctime)."""
+    subs, _ = exchange.inbound(root, "course")
+    return next(s for s in subs if s.key == key)
 
 
 def _filled(**answers):
@@ -69,15 +81,46 @@ def test_rate_window_slides():
 
 
 # ---------------------------------------------------------------- the exchange
-def test_inbound_lists_well_formed_submissions_oldest_first(tmp_path):
+def test_inbound_lists_submissions_by_the_time_they_arrived_not_the_time_they_claim(tmp_path):
     nb = _filled()
-    late = _submit(tmp_path, "bob", nb, 2000.5)
-    early = _submit(tmp_path, "alice", nb, 1000.25)
-    (tmp_path / "course" / "inbound" / "not-a-submission").mkdir()
+    first = _submit(tmp_path, "bob", nb, 4_000_000_000)        # named 2096: arrived first all the same
+    time.sleep(0.02)
+    second = _submit(tmp_path, "alice", nb, 1000.25)           # named 1970
     _submit(tmp_path, "carol", nb, 1500, assignment="other")
-    found = exchange.inbound(tmp_path, "course", "fix")
-    assert [s.key for s in found] == [early.key, late.key]
-    assert found[0].when.timestamp() == pytest.approx(1000.25)
+    found, refused = exchange.inbound(tmp_path, "course", "fix")
+    assert [s.key for s in found] == [first.key, second.key] and refused == []
+    ctime = os.stat(second.path).st_ctime
+    assert found[1].received == ctime and found[1].when.timestamp() == pytest.approx(ctime)
+    assert found[1].claimed.startswith("1970-01-01")
+    # with the service's clock (`watch`: when it first saw the folder), that is the time
+    found, _ = exchange.inbound(tmp_path, "course", "fix", received=lambda key, ctime: 1234.5)
+    assert {s.received for s in found} == {1234.5}
+    assert found[0].timestamp == "1970-01-01 00:20:34.500000 UTC"
+
+
+def test_inbound_refuses_each_odd_entry_on_its_own_and_lists_the_rest(tmp_path):
+    good = _submit(tmp_path, ME, _filled(), 1000)
+    inbound_dir = tmp_path / "course" / "inbound"
+    bad = {f"{ME}+fix+not a time UTC+abc": "unreadable time",
+           f"{ME}+fix+2026-13-45 99:00:00.000000 UTC+abc": "unreadable time",
+           "not-a-submission": "not a submission folder name",
+           f"{ME}+fix+2026-01-01 00:00:00.000000 UTC+a+b": "not a submission folder name",
+           "..+fix+2026-01-01 00:00:00.000000 UTC+abc": "is not a user name",
+           f"{ME}+fix+2026-01-01 00:00:00.000000 UTC+file": "not a folder",
+           f"{ME}+fix+2026-01-01 00:00:00.000000 UTC+link": "not a folder"}
+    for name in bad:
+        if name.endswith("+file"):
+            (inbound_dir / name).write_text("")
+        elif name.endswith("+link"):
+            (inbound_dir / name).symlink_to(good.path)
+        else:
+            (inbound_dir / name).mkdir()
+    found, refused = exchange.inbound(tmp_path, "course", "fix")
+    assert [s.key for s in found] == [good.key]
+    reasons = {r.key: r.reason for r in refused}
+    assert set(reasons) == set(bad)
+    for name, why in bad.items():
+        assert why in reasons[name] and reasons[name].startswith(name), (name, reasons[name])
 
 
 def test_submissions_in_someone_elses_name_or_with_odd_names_are_refused(tmp_path):
@@ -87,21 +130,44 @@ def test_submissions_in_someone_elses_name_or_with_odd_names_are_refused(tmp_pat
     forged = _submit(tmp_path, "somebody-else", nb, 1000)
     with pytest.raises(exchange.ExchangeError, match=f"in the name of somebody-else but made by {ME}"):
         exchange.check(forged)
-    odd = _submit(tmp_path, "..", nb, 1000)
-    with pytest.raises(exchange.ExchangeError, match="not a user name"):
-        exchange.check(odd, check_owner=False)
 
 
-def test_collect_copies_regular_files_only(tmp_path):
-    sub = _submit(tmp_path, ME, _filled(), 1000)
-    secret_elsewhere = tmp_path / "instructor-only.txt"
-    secret_elsewhere.write_text("solutions")
-    (sub.path / "link.txt").symlink_to(secret_elsewhere)
-    os.mkfifo(sub.path / "pipe")
+def test_collect_copies_the_students_regular_files_privately_with_the_services_time(tmp_path):
+    sub = _submit(tmp_path, ME, _filled(), 4_000_000_000)  # a folder that claims 2096
+    (sub.path / ".ipynb_checkpoints").mkdir()
     dest = exchange.collect(sub, tmp_path / "course-dir")
     assert dest == tmp_path / "course-dir" / "submitted" / ME / "fix"
     assert sorted(p.name for p in dest.iterdir()) == ["fix.ipynb", "submission_secret.txt", "timestamp.txt"]
-    assert (dest / "timestamp.txt").read_text() == sub.timestamp
+    assert (dest / "timestamp.txt").read_text() == sub.timestamp and not sub.timestamp.startswith("2096")
+    assert {oct(p.stat().st_mode & 0o777) for p in dest.iterdir()} == {"0o600"}
+    for folder in (dest, dest.parent, dest.parent.parent):
+        assert oct(folder.stat().st_mode & 0o777) == "0o700", folder
+
+
+@pytest.mark.parametrize("plant", ["link to a file", "link to a folder", "fifo", "no secret", "odd secret"])
+def test_collect_refuses_a_submission_with_links_special_files_or_no_real_secret(tmp_path, plant):
+    sub = _submit(tmp_path, ME, _filled(), 1000)
+    private = tmp_path / "instructor-only"
+    private.mkdir()
+    (private / "solution.ipynb").write_text("solutions")
+    if plant == "link to a file":
+        (sub.path / "fix.ipynb").unlink()
+        (sub.path / "fix.ipynb").symlink_to(private / "solution.ipynb")
+    elif plant == "link to a folder":
+        (sub.path / "extra").symlink_to(private)
+    elif plant == "fifo":
+        os.mkfifo(sub.path / "pipe")
+    elif plant == "no secret":
+        (sub.path / "submission_secret.txt").unlink()
+    else:
+        (sub.path / "submission_secret.txt").write_text("guessable")
+    with pytest.raises(exchange.ExchangeError, match=re.escape(sub.key)) as err:
+        exchange.collect(sub, tmp_path / "course-dir")
+    assert {"link to a file": "fix.ipynb is a symbolic link", "link to a folder": "extra is a symbolic link",
+            "fifo": "pipe is not a regular file", "no secret": "no submission_secret.txt",
+            "odd secret": "not a secret made by"}[plant] in str(err.value)
+    folder = tmp_path / "course-dir" / "submitted" / ME
+    assert not (folder / "fix").exists() and list(folder.iterdir()) == []  # no staging copy left
 
 
 def test_released_feedback_is_where_nbgrader_looks_and_readable_only_by_name(tmp_path):
@@ -112,6 +178,43 @@ def test_released_feedback_is_where_nbgrader_looks_and_readable_only_by_name(tmp
     assert page.name == notebook_hash(secret="s3cret", notebook_id="fix") + ".html"
     assert oct(page.parent.stat().st_mode & 0o777) == "0o711"  # others can open a file, not list the folder
     assert oct(page.stat().st_mode & 0o777) == "0o644" and page.read_text() == "<p>hi</p>"
+
+
+def test_release_writes_around_links_planted_in_the_feedback_folder(tmp_path):
+    """The attack on the root service: links at the page's name and at the temporary name the
+    old code used; the files they point to keep their content and modes."""
+    (tmp_path / "course" / "feedback").mkdir(parents=True, mode=0o711)
+    os.chmod(tmp_path / "course" / "feedback", 0o711)
+    victim = tmp_path / "root-only"
+    victim.write_text("private")
+    victim.chmod(0o600)
+    name = exchange.feedback_name("s3cret", "fix")
+    for planted in (name, f".{name}.{os.getpid()}.tmp"):
+        (tmp_path / "course" / "feedback" / planted).symlink_to(victim)
+    page = exchange.release(tmp_path, "course", "s3cret", "fix", "<p>hi</p>")
+    assert not page.is_symlink() and page.read_text() == "<p>hi</p>"
+    assert victim.read_text() == "private" and oct(victim.stat().st_mode & 0o777) == "0o600"
+
+
+def test_release_refuses_a_feedback_folder_others_can_write(tmp_path):
+    folder = tmp_path / "course" / "feedback"
+    folder.mkdir(parents=True)
+    folder.chmod(0o777)
+    with pytest.raises(exchange.ExchangeError, match="writable by others"):
+        exchange.release(tmp_path, "course", "s3cret", "fix", "<p>hi</p>")
+    folder.rmdir()
+    (tmp_path / "course" / "feedback").symlink_to(tmp_path)
+    with pytest.raises(exchange.ExchangeError, match="course/feedback"):
+        exchange.release(tmp_path, "course", "s3cret", "fix", "<p>hi</p>")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a folder owned by another user")
+def test_release_refuses_a_feedback_folder_a_student_made(tmp_path):
+    folder = tmp_path / "course" / "feedback"
+    folder.mkdir(parents=True, mode=0o711)
+    os.chown(folder, 65534, 65534)
+    with pytest.raises(exchange.ExchangeError, match="not to the course's owner"):
+        exchange.release(tmp_path, "course", "s3cret", "fix", "<p>hi</p>")
 
 
 def test_feedback_detail_switch():
@@ -131,12 +234,13 @@ def test_feedback_detail_switch():
 
 
 # ---------------------------------------------------------------- the service, one round at a time
-def _watcher(tmp_path, rate="1/10m", detail="names"):
-    args = argparse.Namespace(assignments=["fix"], exchange=str(tmp_path), course_id="course", root=str(FIX),
-                              output=str(tmp_path / "watch"), interval=1.0, rate=watch.Rate.parse(rate),
-                              detail=detail, workers=1, cell_timeout=60.0, timeout=120.0, memory=4096,
-                              isolation="auto", no_owner_check=False, once=True)
-    return watch.Watcher(args)
+def _watcher(tmp_path, rate="1/10m", detail="names", **kw):
+    settings = dict(assignments=["fix"], exchange=str(tmp_path), course_id="course", root=str(FIX),
+                    output=str(tmp_path / "watch"), interval=1.0, rate=watch.Rate.parse(rate), detail=detail,
+                    workers=1, threads=1, cell_timeout=60.0, timeout=120.0, wall=0.0, memory=4096,
+                    isolation="auto", no_owner_check=False, once=True)
+    settings.update(kw)
+    return watch.Watcher(argparse.Namespace(**settings))
 
 
 def _fetch(tmp_path, sub: exchange.Submission) -> str | None:
@@ -174,6 +278,9 @@ def test_watch_grades_new_submissions_queues_over_the_limit_and_refuses_forgerie
     assert "test_relu" in page  # detail "names": test names and results, no messages
     state = json.loads((tmp_path / "watch" / watch.STATE_FILE).read_text())
     assert set(state["graded"]) == {good.key, again.key} and not state["queued"]
+    # everything the service wrote (notebooks, secrets, autograded copies, gradebook) is its own
+    assert _modes(tmp_path / "watch") <= {"0o700", "0o600"}, _modes(tmp_path / "watch")
+    assert (tmp_path / "watch" / "work" / "fix" / ME / "grading" / "gradebook.db").is_file()
 
 
 def test_a_grader_failure_is_retried_and_does_not_count_against_the_student(tmp_path):
@@ -183,3 +290,66 @@ def test_a_grader_failure_is_retried_and_does_not_count_against_the_student(tmp_
     assert w.round() == []
     assert not w.state.seen(sub.key) and w.state.history.get(ME) == []
     assert _fetch(tmp_path, sub) is None
+
+
+def test_an_odd_folder_is_refused_on_its_own_and_the_round_goes_on(tmp_path):
+    good = _submit(tmp_path, ME, _filled(**GOOD), 1000)
+    (tmp_path / "course" / "inbound" / f"{ME}+fix+yesterday-ish+abc").mkdir()
+    w = _watcher(tmp_path)
+    due = w._due("fix", time.time())
+    assert [s.key for s in due] == [good.key]
+    assert "unreadable time 'yesterday-ish'" in w.state.rejected[f"{ME}+fix+yesterday-ish+abc"]
+
+
+def test_the_service_times_submissions_by_its_own_clock_not_the_folders_name(tmp_path):
+    """Folders named 2099 and 2026-01-01 are timed when the service first saw them."""
+    w = _watcher(tmp_path, no_owner_check=True)
+    future = _submit(tmp_path, "alice", _filled(), 4_070_908_800)    # 2099-01-01
+    past = _submit(tmp_path, "bob", _filled(), 1_767_225_600)        # 2026-01-01
+    seen_at = 1_900_000_000.0
+    due = {s.student: s for s in w._due("fix", seen_at)}
+    assert due["alice"].received == due["bob"].received == seen_at
+    assert due["alice"].timestamp.startswith("2030-03-17") and due["alice"].claimed.startswith("2099-01-01")
+    # a later look (or a restarted service) keeps the first sighting
+    w = _watcher(tmp_path, no_owner_check=True)
+    w.state.first_seen.update({future.key: seen_at, past.key: seen_at})
+    assert {s.received for s in w._due("fix", seen_at + 50)} == {seen_at}
+    dest = exchange.collect(due["bob"], tmp_path / "course-dir", check_owner=False)
+    assert (dest / "timestamp.txt").read_text() == due["bob"].timestamp
+
+
+def test_a_secret_another_students_submission_used_is_refused(tmp_path):
+    """The feedback-overwrite attack: mallory submits with alice's secret, so that her page
+    would be written under the name alice's nbgrader fetches. The service refuses it."""
+    w = _watcher(tmp_path, no_owner_check=True)
+    shared = secrets.token_hex(64)
+    alice = _submit(tmp_path, "alice", _filled(), 1000, secret=shared)
+    w._claim_secret(alice, shared)
+    w._claim_secret(alice, shared)  # the same student again: fine
+    mallory = _submit(tmp_path, "mallory", _filled(**GOOD), 1001, secret=shared)
+    w._start(mallory, time.time())
+    assert not w.running and "already used by another student's submission" in w.state.rejected[mallory.key]
+    assert _fetch(tmp_path, alice) is None  # nothing was released under alice's page name
+    assert w.state.history.get("mallory") is None  # and nothing counted against anyone
+
+
+@pytest.mark.slow
+def test_a_slow_notebook_holds_one_worker_for_at_most_the_wall_limit(tmp_path):
+    """Two students at once: one notebook sleeps, the other's feedback comes as if alone;
+    the sleeper's grading is stopped at the wall limit and gets a page that says so."""
+    now = time.time()
+    slow = _submit(tmp_path, "sleepy", _filled(**{**GOOD, "add": "import time\ntime.sleep(600)\n" + GOOD["add"]}), now)
+    quick = _submit(tmp_path, "quick", _filled(**GOOD), now + 1)
+    w = _watcher(tmp_path, workers=2, no_owner_check=True, cell_timeout=600.0, timeout=600.0, wall=40.0)
+    started = time.monotonic()
+    released = {r["student"]: r for r in w.round(now + 2)}
+    assert released["quick"]["status"] == "graded" and "Score: <b>5 / 5</b>" in _fetch(tmp_path, quick)
+    assert released["quick"]["grading_s"] < 40
+    assert released["sleepy"]["status"] == "stopped at the wall limit"
+    assert "took longer than 40 seconds" in _fetch(tmp_path, slow)
+    assert time.monotonic() - started < 40 + 30
+    assert not w.running
+
+
+def _modes(folder: Path) -> set[str]:
+    return {oct(p.stat().st_mode & 0o777) for p in [folder, *folder.rglob("*")] if not p.is_symlink()}
