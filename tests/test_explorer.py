@@ -37,6 +37,22 @@ def test_worked_example_kernel_is_used_for_f3():
     assert view["output"] == [[51, 66, 20], [31, 49, 101], [15, 53, -2]]
 
 
+def torch_verdict(k, s, p, d):
+    """What PyTorch says about a setting on the explorer's 5x5 image, independently of the
+    explorer's arithmetic: "refused" (conv2d raises: the window does not fit the padded input),
+    "tiles" (some window ends on the padded input's last row and column) or "leaves the edge"
+    (conv2d drops the last rows/columns: the window does not fit a whole number of times).
+    Coverage comes from autograd: an input pixel is in some window iff the gradient of the
+    output's sum (all-ones kernel) is nonzero there."""
+    x = F.pad(IMAGE, (p,) * 4).requires_grad_()
+    try:
+        out = F.conv2d(x[None, None], torch.ones(1, 1, k, k, dtype=torch.float64), stride=s, dilation=d)
+    except RuntimeError:
+        return "refused"
+    out.sum().backward()
+    return "tiles" if x.grad[-1].any() and x.grad[:, -1].any() else "leaves the edge"
+
+
 @pytest.mark.parametrize("k, s, p, d, why", [(3, 3, 0, 1, "not an integer"), (5, 1, 0, 2, "spans"),
                                              (2, 2, 0, 1, "not an integer")])
 def test_invalid_settings_show_the_reason(k, s, p, d, why):
@@ -45,9 +61,23 @@ def test_invalid_settings_show_the_reason(k, s, p, d, why):
     html = explorer.render_view(view, explorer.Setting(k, s, p, d), "cxT")
     assert "invalid setting" in html and why in html
     assert "Output:" not in html
-    # torch agrees that (5 + 2P - span) is not a multiple of S, or the window does not fit
-    span = d * (k - 1) + 1
-    assert (5 + 2 * p - span) % s != 0 or span > 5 + 2 * p
+    # PyTorch's reading of the same setting gives the same reason
+    assert torch_verdict(k, s, p, d) == {"spans": "refused", "not an integer": "leaves the edge"}[why]
+
+
+def test_every_setting_of_the_explorer_is_judged_as_torch_judges_it():
+    # the whole grid the explorer precomputes (kernel 1-5, stride 1-3, padding 0-2, dilation 1-2)
+    for k, s, p, d in itertools.product(range(1, 6), range(1, 4), range(0, 3), range(1, 3)):
+        view = explorer.compute_view(IMAGE, explorer.Setting(k, s, p, d))
+        verdict = torch_verdict(k, s, p, d)
+        setting = f"F={k}, S={s}, P={p}, dilation={d}: torch says {verdict}, explorer says {view['message']}"
+        assert view["valid"] == (verdict == "tiles"), setting
+        if verdict == "tiles":
+            ref = F.conv2d(IMAGE[None, None], explorer.default_kernel(k)[None, None], stride=s, padding=p,
+                           dilation=d)[0, 0]
+            assert torch.equal(torch.tensor(view["output"], dtype=torch.float64), ref), setting
+        else:
+            assert ("spans" if verdict == "refused" else "not an integer") in view["message"], setting
 
 
 def _leaves(w, path=()):
