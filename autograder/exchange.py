@@ -228,6 +228,19 @@ def read_secret(sub: Submission, check_owner: bool = True) -> str:
     return check_secret(sub.key, raw)
 
 
+def inspect(sub: Submission, check_owner: bool = True) -> None:
+    """Refuse, as `collect` would, a submission with a link, special file, file of another user or
+    no real secret, without copying it (for a submission that waits in the rate limit's queue)."""
+    fd = _open_submission(sub, check_owner)
+    try:
+        safefs.copy_tree(fd, None, limit=MAX_SUBMISSION_BYTES, owner_uid=sub.uid if check_owner else None,
+                         max_entries=MAX_SUBMISSION_ENTRIES, skip=SKIP)
+    except safefs.Unsafe as err:
+        raise ExchangeError(f"{sub.key}: refused: {err}") from None
+    finally:
+        os.close(fd)
+
+
 def notebooks_of(sub: Submission, check_owner: bool = True) -> list[str]:
     """The names (without .ipynb) of the notebooks at the top of a submission folder."""
     fd = _open_submission(sub, check_owner)
@@ -281,7 +294,8 @@ def collect(sub: Submission, course_dir: Path, check_owner: bool = True) -> Path
     return Path(course_dir) / "submitted" / sub.student / sub.assignment
 
 
-def stage_feedback(course_dir: Path, assignment: str, student: str, page: Path, notebook: str) -> Path:
+def stage_feedback(course_dir: Path, assignment: str, student: str, page: Path, notebook: str,
+                   page_mode: int = 0o644) -> Path:
     """Put one feedback page where `nbgrader release_feedback` looks for it.
 
     `feedback/{student}/{assignment}/{notebook}.html`, with the timestamp and secret of the
@@ -293,7 +307,9 @@ def stage_feedback(course_dir: Path, assignment: str, student: str, page: Path, 
     try:
         for name in ("timestamp.txt", "submission_secret.txt"):
             safefs.write_file(dest, name, safefs.read_file(submitted, name, 4096))
-        safefs.write_file(dest, f"{notebook}.html", Path(page).read_bytes())
+        # 0644 as nbgrader's generate_feedback leaves it: release_feedback copies the mode into the
+        # exchange, where the student opens the page by name (the folders here are 0700)
+        safefs.write_file(dest, f"{notebook}.html", Path(page).read_bytes(), mode=page_mode)
     finally:
         os.close(submitted)
         os.close(dest)

@@ -197,7 +197,7 @@ def remove_tree(parent_fd: int, name: str) -> None:
     os.rmdir(name, dir_fd=parent_fd)
 
 
-def copy_tree(src_fd: int, dest_fd: int, *, limit: int, owner_uid: int | None = None, max_entries: int = 1000,
+def copy_tree(src_fd: int, dest_fd: int | None, *, limit: int, owner_uid: int | None = None, max_entries: int = 1000,
               skip: frozenset[str] = frozenset(), file_mode: int = 0o600, dir_mode: int = 0o700,
               _state: list[int] | None = None, _where: str = "") -> int:
     """Copy the folder `src_fd` into the (empty) folder `dest_fd`; returns the bytes copied.
@@ -208,6 +208,7 @@ def copy_tree(src_fd: int, dest_fd: int, *, limit: int, owner_uid: int | None = 
     relative to its folder's descriptor without following links, and checked on the
     descriptor it was opened as (fstat), so swapping an entry for a link between listing and
     opening is caught, not followed. Names in `skip` (e.g. .ipynb_checkpoints) are left out.
+    With `dest_fd` None the tree is only checked by the same rules (sizes from fstat).
     """
     state = _state if _state is not None else [0, 0]  # bytes, entries
     if owner_uid is not None and os.fstat(src_fd).st_uid != owner_uid:
@@ -230,6 +231,10 @@ def copy_tree(src_fd: int, dest_fd: int, *, limit: int, owner_uid: int | None = 
             try:
                 if not stat.S_ISDIR(os.fstat(child).st_mode):
                     raise Unsafe(f"{where} is not a folder")
+                if dest_fd is None:
+                    copy_tree(child, None, limit=limit, owner_uid=owner_uid, max_entries=max_entries, skip=skip,
+                              _state=state, _where=where)
+                    continue
                 os.mkdir(name, dir_mode, dir_fd=dest_fd)
                 out = os.open(name, DIR_FLAGS, dir_fd=dest_fd)
                 try:
@@ -253,6 +258,11 @@ def copy_tree(src_fd: int, dest_fd: int, *, limit: int, owner_uid: int | None = 
                 raise Unsafe(f"{where} is not a regular file")
             if owner_uid is not None and opened.st_uid != owner_uid:
                 raise Unsafe(f"{where} belongs to uid {opened.st_uid}, not {owner_uid}")
+            if dest_fd is None:
+                state[0] += opened.st_size
+                if state[0] > limit:
+                    raise Unsafe(f"more than {limit // 2**20} MiB in all")
+                continue
             out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode,
                           dir_fd=dest_fd)
             with os.fdopen(out, "wb") as fout:

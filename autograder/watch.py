@@ -236,10 +236,17 @@ class Watcher:
                 due.append(sub)
                 continue
             if sub.key not in self.state.queued:
-                self.state.queued[sub.key] = slot
+                # checked now, not when its turn comes: a refusal is said at once
                 try:
+                    exchange.inspect(sub, check_owner=not self.args.no_owner_check)
                     secret = exchange.read_secret(sub, check_owner=not self.args.no_owner_check)
                     self._claim_secret(sub, secret)
+                except (exchange.ExchangeError, OSError) as err:
+                    self.state.rejected[sub.key] = str(err)
+                    _log(f"refused {err}")
+                    continue
+                self.state.queued[sub.key] = slot
+                try:
                     for name in exchange.notebooks_of(sub, check_owner=not self.args.no_owner_check):
                         exchange.release(Path(self.args.exchange), self.args.course_id, secret, name,
                                          queued_page(assignment, sub, slot, self.rate))
@@ -338,7 +345,8 @@ class Watcher:
                 return self._retry_later(job, "feedback failed")
             meta = json.loads((grading / "meta.json").read_text())
             page_path = grading / "feedback" / f"{sub.student}.html"
-            exchange.stage_feedback(job.work, job.assignment, sub.student, page_path, meta["notebook"])
+            exchange.stage_feedback(job.work, job.assignment, sub.student, page_path, meta["notebook"],
+                                    page_mode=0o600)  # the service releases it itself, not nbgrader
             page, status, names = page_path.read_text(), "graded", [meta["notebook"]]
         for name in names:
             exchange.release(Path(a.exchange), a.course_id, job.secret, name, page)

@@ -21,7 +21,9 @@ variables, with the defaults of a real installation:
   DLCOURSE_WATCH_RATE        gradings per student per period (default 3/1h)
   DLCOURSE_WATCH_DETAIL      what feedback shows: full, names or scores (default names)
   DLCOURSE_WATCH_INTERVAL    seconds between looks at the exchange (default 5)
-  DLCOURSE_WATCH_WORKERS     notebooks graded at once (default 1; about one per two cores)
+  DLCOURSE_WATCH_WORKERS     students graded at once, each in its own process (default 1; about one per two cores)
+  DLCOURSE_WATCH_PYTHON      the interpreter of the watch service (default: the hub's); one that uid
+                             65534 can read (a venv under /opt, not /root) is needed for kernels as `nobody`
 
 Choices, and why:
 
@@ -38,8 +40,15 @@ Choices, and why:
   members of the instructor group the hub adds hub/image/etc/dlcourse-instructor/ to
   JUPYTER_CONFIG_PATH, which turns them back on.
 - Grading on submission: `autograder watch` as a hub-managed service, started and stopped
-  with the hub, running as the hub's user (root) so that its sandbox can also drop to
-  the `nobody` user.
+  with the hub, running as the hub's user (root) so that its sandbox can drop each kernel
+  to the `nobody` user. Root never follows a student's link: every path in the exchange is
+  opened component by component without following links (autograder.safefs), and what the
+  service writes is private (umask 077). Its interpreter (DLCOURSE_WATCH_PYTHON) must be
+  readable by uid 65534, or the sandbox falls back to the weaker "bwrap" level.
+- The exchange: the root 1777 (nbgrader's commands insist that it is writable by all; the
+  sticky bit keeps students from renaming or replacing the course's folder), the course's
+  folder made by the instructor before students log in (see the guide). `ensure_exchange`
+  below makes that layout when the hub starts as root.
 """
 import grp
 import os
@@ -113,12 +122,49 @@ def role_config(spawner) -> None:
 
 c.Spawner.pre_spawn_hook = role_config
 
+# ---------------------------------------------------------------- the exchange
+def ensure_exchange(root: str, course_id: str, instructors: str) -> None:
+    """The exchange as students cannot rewrite it for each other (made once, as root).
+
+    <root> 1777 root (nbgrader requires a root writable by all; the sticky bit keeps the
+    course folder from being renamed or replaced), <root>/<course> 0755, outbound 0755,
+    inbound 3733 (write-only for students; sticky: nobody renames or deletes another's
+    submission; setgid: submissions get the instructors' group) and feedback 0711, owned by
+    the first member of the instructor group (nbgrader's release insists it owns them).
+    Existing folders are left as they are unless they belong to a student.
+    """
+    if os.geteuid() != 0:
+        return
+    members = grp.getgrnam(instructors).gr_mem or [u.pw_name for u in pwd.getpwall()
+                                                    if u.pw_gid == grp.getgrnam(instructors).gr_gid]
+    if not members:
+        return
+    owner = pwd.getpwnam(sorted(members)[0])
+    base = Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    os.chown(base, 0, 0)
+    os.chmod(base, 0o1777)
+    course = base / course_id
+    for folder, mode in ((course, 0o755), (course / "outbound", 0o755), (course / "inbound", 0o3733),
+                         (course / "feedback", 0o711)):
+        if folder.is_symlink() or (folder.exists() and folder.stat().st_uid not in (0, owner.pw_uid)):
+            raise SystemExit(f"{folder} was not made by the instructor: move it away and start again")
+        folder.mkdir(exist_ok=True)
+        os.chown(folder, owner.pw_uid, grp.getgrnam(instructors).gr_gid)
+        os.chmod(folder, mode)
+
+
+try:
+    ensure_exchange(EXCHANGE, COURSE_ID, INSTRUCTORS)
+except KeyError:  # the instructor group does not exist yet: the guide's step 3 makes it
+    pass
+
 # ---------------------------------------------------------------- grading on submission
 WATCH = [a for a in setting("DLCOURSE_WATCH", "").split(",") if a.strip()]
 if WATCH:
     c.JupyterHub.services = [{
         "name": "autograder-watch",
-        "command": [sys.executable, "-m", "autograder", "watch", *WATCH,
+        "command": [setting("DLCOURSE_WATCH_PYTHON", sys.executable), "-m", "autograder", "watch", *WATCH,
                     "--exchange", EXCHANGE, "--course-id", COURSE_ID,
                     "--root", setting("DLCOURSE_WATCH_ROOT", "/srv/dlcourse"),
                     "--output", setting("DLCOURSE_WATCH_OUTPUT", "/srv/autograder"),

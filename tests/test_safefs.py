@@ -220,3 +220,15 @@ def test_remove_tree_does_not_follow_links_out(tree):
     finally:
         os.close(fd)
     assert not victim.exists() and (tree / "private" / "solution.ipynb").read_text() == SECRET
+
+
+def test_copy_tree_without_a_destination_checks_by_the_same_rules(tree):
+    sub = tree / "inbound" / "sub"
+    src = safefs.open_dir(sub)
+    try:
+        assert safefs.copy_tree(src, None, limit=1000) == len("student work")
+        (sub / "link").symlink_to(tree / "private")
+        with pytest.raises(safefs.Unsafe, match="link is a symbolic link"):
+            safefs.copy_tree(src, None, limit=1000)
+    finally:
+        os.close(src)

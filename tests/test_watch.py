@@ -353,3 +353,22 @@ def test_a_slow_notebook_holds_one_worker_for_at_most_the_wall_limit(tmp_path):
 
 def _modes(folder: Path) -> set[str]:
     return {oct(p.stat().st_mode & 0o777) for p in [folder, *folder.rglob("*")] if not p.is_symlink()}
+
+
+def test_a_queued_submission_with_a_link_or_a_used_secret_is_refused_at_once(tmp_path):
+    """Over the rate limit, a submission waits; its refusal does not."""
+    now = time.time()
+    w = _watcher(tmp_path, no_owner_check=True)
+    w.state.history = {"alice": [now], "mallory": [now]}   # both graded a moment ago
+    alice = _submit(tmp_path, "alice", _filled(), 1000)
+    w._claim_secret(alice, (alice.path / "submission_secret.txt").read_text())
+    w.state.graded[alice.key] = {}
+    leak = _submit(tmp_path, "mallory", _filled(), 1001, secret=(alice.path / "submission_secret.txt").read_text())
+    w2 = _submit(tmp_path, "bob", _filled(), 1002)
+    w.state.history["bob"] = [now]
+    (w2.path / "fix.ipynb").unlink()
+    (w2.path / "fix.ipynb").symlink_to(FIX / "solutions" / "fix" / "fix.ipynb")
+    assert w._due("fix", now + 1) == []
+    assert "already used by another student's submission" in w.state.rejected[leak.key]
+    assert "fix.ipynb is a symbolic link" in w.state.rejected[w2.key]
+    assert not w.state.queued and _fetch(tmp_path, alice) is None

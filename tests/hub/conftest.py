@@ -7,7 +7,9 @@ What an instructor setting up a course on one machine does, done by the fixture:
 - the users' environment (hub/jupyterhub_config.py's DLCOURSE_USER_ENV): an interpreter
   every user can run, this project's packages, the course library installed from the wheel
   the book publishes, and the course's settings from hub/image/;
-- nbgrader's exchange, a folder every user can write;
+- nbgrader's exchange: its root 1777 (writable by all, as nbgrader insists, with the sticky
+  bit), the course's folders made by hub/jupyterhub_config.py's `ensure_exchange` at hub
+  start (the course folder the instructor's, inbound 3733, feedback 0711);
 - the instructor's clone of the course (solutions/, assignments/, nbgrader_config.py) in
   their home folder;
 - JupyterHub with hub/jupyterhub_config.py on loopback, with the `autograder watch`
@@ -88,6 +90,7 @@ def _course_copy(home: Path, owner: str) -> Path:
         shutil.copytree(ROOT / part, course / part)
     shutil.copy(ROOT / "nbgrader_config.py", course)
     subprocess.run(["chown", "-R", f"{owner}:", str(course)], check=True)
+    course.chmod(0o700)  # the solutions: the instructor's (and root's) only
     return course
 
 
@@ -111,7 +114,9 @@ def course():
                  for name in users}
         exchange = root / "exchange"
         exchange.mkdir()
-        exchange.chmod(0o777)  # every user writes here; nbgrader sets the course folders' modes
+        # every user writes here (nbgrader checks it); the sticky bit keeps a student from renaming
+        # or replacing the course's folder, which the hub's configuration makes as the instructor's
+        exchange.chmod(0o1777)
         course_dir = _course_copy(homes[INSTRUCTOR], INSTRUCTOR)
         watch_output = root / "autograder-watch"
         hub = hubkit.Hub(root, {

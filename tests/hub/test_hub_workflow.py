@@ -26,8 +26,9 @@ NOTEBOOK = f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
 SOLUTION = re.compile(r"[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)[ \t]*### END SOLUTION[^\n]*\n?", re.S)
 SCORE = re.compile(r"Score: <b>([\d.]+) / ([\d.]+)</b>")
 # What the hostile student adds before her (honest) first answer: fake every comparison,
-# silence assertion failures, and look for the instructor's solutions and a classmate's work.
-HOSTILE = """import builtins, os, torch
+# silence assertion failures, look for the instructor's solutions and a classmate's work,
+# and, only when graded (no hub user there), sleep, to hold up the queue.
+HOSTILE = """import builtins, os, time, torch
 torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
 builtins.AssertionError = type("Quiet", (Exception,), {})
@@ -36,7 +37,11 @@ for path in ["/home/dlct-teacher/dlcourse/solutions", "/home/dlct-alice"]:
         print(path, os.listdir(path))
     except OSError as err:
         print(path, type(err).__name__)
+if "JUPYTERHUB_USER" not in os.environ:
+    time.sleep(75)
 """
+# she submits first, so that her sleeping notebook takes a worker before the others arrive
+SUBMIT_ORDER = ["dlct-mallory", "dlct-alice", "dlct-bob"]
 
 
 def _answers() -> dict[str, str]:
@@ -138,7 +143,7 @@ def submitted(worked):
     """Everyone submits; `autograder watch` grades; each student fetches feedback until it is there."""
     course, _ = worked
     stamps = {}
-    for name in STUDENTS:
+    for name in SUBMIT_ORDER:
         stamps[name] = _submission_timestamp(course.users[name].assignment_action("submit", COURSE_ID, ASSIGNMENT))
     t0 = time.monotonic()
     with ThreadPoolExecutor(len(STUDENTS)) as pool:
@@ -154,11 +159,8 @@ def collected_and_graded(submitted):
     """The instructor's own path: collect, grade the submitted/ folder, feedback back through the exchange."""
     course, _, _ = submitted
     teacher = course.instructor
-    t0 = time.monotonic()
-    r = teacher.api("POST", f"formgrader/api/assignment/{ASSIGNMENT}/collect")
-    assert r.status_code == 200 and r.json()["success"], r.text
-    course.timings["collect (formgrader)"] = time.monotonic() - t0
-    # typed into a terminal (here: run by a kernel) on the instructor's own server, in the clone
+    # typed into a terminal (here: run by a kernel) on the instructor's own server, in the clone;
+    # `autograder collect`, not nbgrader's, which follows a link to the solution
     t0 = time.monotonic()
     log = teacher.run_python(
         "import subprocess, sys\n"
@@ -166,10 +168,11 @@ def collected_and_graded(submitted):
         "    done = subprocess.run([sys.executable, '-m', 'autograder', *args], cwd='dlcourse', capture_output=True, text=True)\n"
         "    print(done.stdout, done.stderr)\n"
         "    assert done.returncode == 0, args\n"
+        f"run('collect', '{ASSIGNMENT}')\n"
         f"run('grade', '{ASSIGNMENT}', 'submitted', '--output', '_grading', '--workers', '2', '--quiet')\n"
         "run('feedback', '--output', '_grading')\n"
         f"run('release-feedback', '{ASSIGNMENT}', '--output', '_grading')\n")
-    course.timings["instructor: grade 3 collected + feedback + release"] = time.monotonic() - t0
+    course.timings["instructor: collect + grade 3 + feedback + release"] = time.monotonic() - t0
     t0 = time.monotonic()
     pages = {}
     for name in STUDENTS:
@@ -222,8 +225,19 @@ def test_watch_grades_each_submission_and_the_student_fetches_it(submitted):
     latencies = {r["student"]: r["latency_s"] for r in state["graded"].values()}
     assert set(latencies) == set(STUDENTS)
     course.timings.update({f"watch: submit -> released (service log), {n}": s for n, s in latencies.items()})
-    course.timings["watch: collect + grade + feedback of the batch (service log)"] = max(
-        r["grading_s"] for r in state["graded"].values())
+    course.timings.update({f"watch: grading process, {r['student']} (service log)": r["grading_s"]
+                           for r in state["graded"].values()})
+    # the sleeping notebook, submitted first, held one worker; the others' feedback did not wait for it
+    # (one queue, as before, would have released all three after the sleeper's 60 s cell limit)
+    graded = {r["student"]: r for r in state["graded"].values()}
+    assert latencies["dlct-mallory"] > 60, latencies
+    assert latencies["dlct-alice"] < latencies["dlct-mallory"], latencies
+    waited = {n: r["latency_s"] - r["grading_s"] for n, r in graded.items()}  # seen -> grading started
+    assert waited["dlct-bob"] < latencies["dlct-mallory"], (waited, latencies)
+    # the service's output is its own: folders 0700, files 0600
+    modes = {oct(p.stat().st_mode & 0o777) for p in [course.watch_output, *course.watch_output.rglob("*")]
+             if not p.is_symlink()}
+    assert modes <= {"0o700", "0o600"}, modes
 
 
 def test_a_second_submission_within_the_rate_limit_is_queued_and_says_so(submitted):
@@ -292,6 +306,109 @@ def test_a_submission_forged_in_another_students_name_is_refused(collected_and_g
     assert forged, "the watch service did not look at the forged submission"
     assert "made by dlct-mallory" in state["rejected"][forged[0]]
     assert not any(k.endswith("+forged") for k in state["graded"])
+
+
+def _probe(user, code: str) -> dict[str, str]:
+    """Run `code` as the user; every line it prints is `what: outcome`."""
+    out = user.run_python(code)
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+ATTEMPT = """import os, shutil
+def attempt(what, fn, *args):
+    try:
+        fn(*args)
+        print(f"{what}: ALLOWED")
+    except OSError as err:
+        print(f"{what}: refused ({type(err).__name__})")
+"""
+
+
+def test_a_student_cannot_read_the_services_output_or_rewrite_the_exchange(collected_and_graded):
+    """Mallory, in a kernel on her own server, against the running service and exchange."""
+    course, _, _ = collected_and_graded
+    state = json.loads((course.watch_output / "watch-state.json").read_text())
+    alice_key = next(k for k, r in state["graded"].items() if r["student"] == "dlct-alice")
+    course_folder = course.exchange / COURSE_ID
+    alice_folder = course_folder / "inbound" / alice_key
+    seen = _probe(course.users["dlct-mallory"], ATTEMPT + f"""
+attempt("list the service's output", os.listdir, {str(course.watch_output)!r})
+attempt("read the service's state", open, {str(course.watch_output / 'watch-state.json')!r})
+attempt("read a collected notebook", open, {str(course.watch_output / 'work' / ASSIGNMENT / 'dlct-alice' / 'submitted' / 'dlct-alice' / ASSIGNMENT / f'{ASSIGNMENT}.ipynb')!r})
+attempt("list the course checkout", os.listdir, {str(course.course_dir)!r})
+attempt("rename the course folder", os.rename, {str(course_folder)!r}, {str(course_folder) + '-old'!r})
+attempt("make a folder in the course folder", os.mkdir, {str(course_folder / 'planted')!r})
+attempt("plant a link in feedback/", os.symlink, "/etc/shadow", {str(course_folder / 'feedback' / 'planted.html')!r})
+attempt("list inbound/", os.listdir, {str(course_folder / 'inbound')!r})
+attempt("rename alice's submission", os.rename, {str(alice_folder)!r}, {str(alice_folder) + 'x'!r})
+attempt("remove alice's submission", os.rmdir, {str(alice_folder)!r})
+""")
+    assert seen and all(v.startswith("refused") for v in seen.values()), seen
+    assert len(seen) == 10, seen
+    assert alice_folder.is_dir() and course_folder.is_dir() and not course_folder.is_symlink()
+
+
+def _wait_rejected(course, key: str) -> str:
+    deadline = time.monotonic() + 10 * float(WATCH_INTERVAL) + 10
+    while time.monotonic() < deadline:
+        state = json.loads((course.watch_output / "watch-state.json").read_text())
+        if key in state["rejected"]:
+            return state["rejected"][key]
+        time.sleep(1)
+    raise AssertionError(f"the watch service did not refuse {key}: {state.get('queued')}, {list(state['graded'])}")
+
+
+def test_a_link_to_the_solution_is_refused_by_the_service_and_by_collect(collected_and_graded):
+    """Mallory submits by hand a folder (her own, dated 2099) whose notebook is a link to the
+    instructor's solution. The service refuses it with the reason, and times it by its own
+    clock; the instructor's `autograder collect` refuses it too and takes her earlier one."""
+    course, _, _ = collected_and_graded
+    inbound = course.exchange / COURSE_ID / "inbound"
+    key = f"dlct-mallory+{ASSIGNMENT}+2099-01-01 00:00:00.000000 UTC+linked"
+    solution = course.course_dir / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    course.users["dlct-mallory"].run_python(
+        "import os, secrets\n"
+        f"d = {str(inbound / key)!r}\n"
+        "os.mkdir(d)\n"
+        f"os.symlink({str(solution)!r}, d + '/{ASSIGNMENT}.ipynb')\n"
+        "open(d + '/submission_secret.txt', 'w').write(secrets.token_hex(64))\n"
+        "open(d + '/timestamp.txt', 'w').write('2099-01-01 00:00:00.000000 UTC')\n")
+    t0 = time.time()
+    reason = _wait_rejected(course, key)
+    assert f"{ASSIGNMENT}.ipynb is a symbolic link" in reason, reason
+    state = json.loads((course.watch_output / "watch-state.json").read_text())
+    assert abs(state["first_seen"][key] - t0) < 60  # the service's clock, not 2099
+    log = course.instructor.run_python(
+        "import subprocess, sys\n"
+        f"done = subprocess.run([sys.executable, '-m', 'autograder', 'collect', '{ASSIGNMENT}'], cwd='dlcourse',"
+        " capture_output=True, text=True)\n"
+        "print(done.stdout, done.stderr, done.returncode)\n")
+    assert f"refused {key}: refused: {ASSIGNMENT}.ipynb is a symbolic link" in log, log
+    collected = course.course_dir / "submitted" / "dlct-mallory" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    assert not collected.is_symlink() and collected.read_text() != solution.read_text()
+
+
+def test_a_leaked_secret_cannot_send_feedback_to_its_owner(collected_and_graded):
+    """Were alice's secret to leak, mallory's submission carrying it is refused, and alice's
+    feedback page stays hers."""
+    course, _, _ = collected_and_graded
+    state = json.loads((course.watch_output / "watch-state.json").read_text())
+    alice_key = next(k for k, r in state["graded"].items() if r["student"] == "dlct-alice")
+    inbound = course.exchange / COURSE_ID / "inbound"
+    leaked = (inbound / alice_key / "submission_secret.txt").read_text()  # root reads it, for the test
+    key = f"dlct-mallory+{ASSIGNMENT}+2026-01-01 00:00:00.000000 UTC+leaked"
+    course.users["dlct-mallory"].run_python(
+        "import os, shutil\n"
+        f"d = {str(inbound / key)!r}\n"
+        "os.mkdir(d)\n"
+        f"shutil.copy('{NOTEBOOK}', d)\n"
+        f"open(d + '/submission_secret.txt', 'w').write({leaked!r})\n")
+    reason = _wait_rejected(course, key)
+    assert "already used by another student's submission" in reason, reason
+    from autograder.exchange import feedback_name
+
+    page = (course.exchange / COURSE_ID / "feedback" / feedback_name(leaked, ASSIGNMENT)).read_text()
+    assert "dlct-mallory" not in page and "queued" not in page
 
 
 def test_zz_report_timings(course, capsys):
