@@ -47,25 +47,38 @@ class Agent:
         return self.objects[hid]
 
     def serve(self, n):
-        """Answer request number `n` (read from req-N, written to rep-N)."""
+        """Answer request `n` (read from req-N, written to rep-N; N is the grader's token)."""
         self.notes = []
+        used = []
         path = os.path.join(self.folder, f"req-{n}")
         try:
             with open(path, "rb") as fh:
                 request = self.wire.loads(fh.read(), make_handle=self._resolve)
             os.unlink(path)
-            reply = {"status": "ok", "value": self._dispatch(request)}
+            forbid = request["value"].get("forbid")
+            if forbid:
+                with _Recorder(forbid, used):
+                    value = self._dispatch(request)
+            else:
+                value = self._dispatch(request)
+            reply = {"status": "ok", "value": value, "used": used[:20]}
         except KeyboardInterrupt:
             reply = {"status": "error", "error": {"type": "KeyboardInterrupt", "message": "interrupted by the grader", "frames": []}}
         except BaseException as exc:  # noqa: BLE001 - every student error goes back as data
             reply = {"status": "error", "error": describe_error(exc)}
         self._write(n, reply)
 
+    def _note(self, text):
+        if len(self.notes) < 20:
+            self.notes.append(text)
+
     def _write(self, n, reply):
         tmp = os.path.join(self.folder, f"rep-{n}.part")
         try:
-            data = self.wire.dumps(reply.pop("value", None), on_other=self._handle, on_note=self.notes.append,
-                                   extra={**reply, "notes": self.notes[:20]}, copy_generators=False)
+            # the notes list itself goes into the header: notes made while the value is encoded
+            # (a subclass sent as its plain value) must reach the grader too
+            data = self.wire.dumps(reply.pop("value", None), on_other=self._handle, on_note=self._note,
+                                   extra={**reply, "notes": self.notes}, copy_generators=False)
         except BaseException as exc:  # noqa: BLE001 - e.g. a value that cannot be encoded
             data = self.wire.dumps(None, extra={"status": "error", "error": describe_error(exc), "notes": []})
         with open(tmp, "wb") as fh:
@@ -78,7 +91,7 @@ class Agent:
         handler = getattr(self, "op_" + str(op), None)
         if handler is None:
             raise ValueError(f"unknown request {op!r}")
-        return handler(**{k: v for k, v in value.items() if k != "op"})
+        return handler(**{k: v for k, v in value.items() if k not in ("op", "forbid")})
 
     # ------------------------------------------------------------ requests
     def op_get(self, name):
@@ -86,11 +99,18 @@ class Agent:
             raise NameError(f"name {name!r} is not defined in the notebook")
         return self.ns[name]
 
-    def op_call(self, target, args=(), kwargs=None, default_device=None):
+    def op_call(self, target, args=(), kwargs=None, default_device=None, report_args=False):
+        tracked = _tensor_args(args, kwargs or {}) if report_args else []
         if default_device is not None:  # the test called inside `with torch.device(...)`
             with torch.device(default_device):
-                return target(*args, **(kwargs or {}))
-        return target(*args, **(kwargs or {}))
+                out = target(*args, **(kwargs or {}))
+        else:
+            out = target(*args, **(kwargs or {}))
+        if not report_args:
+            return out
+        # what the call did to its tensor arguments (in-place changes bump a tensor's version):
+        # the grader's own copies are brought to the same state, so its checks can see it
+        return {"value": out, "changed": [[path, t] for path, t, version in tracked if t._version != version]}
 
     def op_map(self, target, calls):
         out = []
@@ -174,6 +194,65 @@ class Agent:
         except ImportError:
             pass
         return None
+
+
+class _Recorder:
+    """While the grader's request runs: note every use of what a test forbids, by what the code
+    does rather than the names it spells. PyTorch operators are seen at the dispatcher (however
+    they were reached: `F.conv2d`, a saved reference, `operator.attrgetter`, `torch.ops.aten`),
+    autograd's entry points (`backward`, `torch.autograd.grad`) as torch functions."""
+
+    def __init__(self, forbid, used):
+        from torch.overrides import TorchFunctionMode
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        ops = set(forbid.get("ops") or ())
+        entry_points = {torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward} if forbid.get("autograd") else set()
+
+        def note(what):
+            if what not in used:
+                used.append(what)
+
+        class Calls(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if func in entry_points:
+                    note(f"autograd ({getattr(func, '__name__', 'backward')})")
+                return func(*args, **(kwargs or {}))
+
+        class Ops(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = func._schema.name.split("::")[-1]
+                if name in ops:
+                    note(f"PyTorch's {name}")
+                return func(*args, **(kwargs or {}))
+
+        self.modes = [Calls(), Ops()] if entry_points else [Ops()]
+
+    def __enter__(self):
+        for mode in self.modes:
+            mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for mode in reversed(self.modes):
+            mode.__exit__(*exc)
+        return False
+
+
+def _tensor_args(args, kwargs):
+    """[(path, tensor, version)] for the tensors among the arguments, one level into lists,
+    tuples and dicts; a path is ["args", i] or ["kwargs", name], then an index or key."""
+    found = []
+    for root, items in (("args", list(enumerate(args))), ("kwargs", list(kwargs.items()))):
+        for key, value in items:
+            if isinstance(value, torch.Tensor):
+                found.append(([root, key], value, value._version))
+            elif isinstance(value, (list, tuple)):
+                found += [([root, key, i], v, v._version) for i, v in enumerate(value) if isinstance(v, torch.Tensor)]
+            elif isinstance(value, dict):
+                found += [([root, key, k], v, v._version) for k, v in value.items()
+                          if isinstance(v, torch.Tensor) and isinstance(k, (str, int))]
+    return found
 
 
 def describe_error(exc):

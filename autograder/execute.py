@@ -21,20 +21,26 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
 from nbclient import NotebookClient
+from traitlets import default
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from autograder import testrun
 from autograder.remote import GraderNamespace, KernelChannel, Student
 from autograder.restore import GradedCell, nbgrader_meta
 from autograder.review import review
-from autograder.sandbox import Limits, SandboxKernelManager, directory_bytes, prepare_workdir, release_workdir
+from autograder.sandbox import (WALL_FACTOR, Limits, SandboxKernelManager, directory_bytes, prepare_workdir,
+                                process_tree_cpu, release_workdir)
 
 AGENT_SOURCE = (Path(__file__).parent / "agent.py").read_text()
 WIRE_SOURCE = (Path(__file__).parent / "wire.py").read_text()
@@ -152,21 +158,61 @@ def cell_roles(nb: nbformat.NotebookNode, graded: list[GradedCell], students: se
 
 
 # ---------------------------------------------------------------- the kernel side
+MAX_MESSAGE_BYTES = 64 << 20  # one kernel message; a larger one drops the kernel's connection
+
+
+class BoundedKernelClient(AsyncKernelClient):
+    """A kernel client whose sockets refuse messages over MAX_MESSAGE_BYTES (zmq's MAXMSGSIZE
+    disconnects the sender), so that no single message from the kernel is held in full."""
+
+    @default("context")
+    def _context_default(self):
+        self._created_context = True
+        ctx = zmq.asyncio.Context()
+        ctx.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        return ctx
+
+
+def _content_bytes(content) -> int:
+    """About how many bytes an output message's content holds (text, data, tracebacks)."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, dict):
+        return sum(len(str(k)) + _content_bytes(v) for k, v in content.items())
+    if isinstance(content, (list, tuple)):
+        return sum(_content_bytes(v) for v in content)
+    return 8
+
+
 class CappedClient(NotebookClient):
-    """nbclient that keeps at most `cap` bytes of output per cell (huge prints)."""
+    """nbclient that keeps at most `cap_bytes` of output per cell and `total_cap_bytes` in the
+    whole notebook (thousands of added cells, each printing up to the per-cell cap, must not
+    make the grader hold gigabytes). Display updates and widget traffic are dropped: nothing a
+    grade reads, and each could replace a small output by a huge one without being counted."""
 
     cap_bytes = 256 * 1024
+    total_cap_bytes = 4 * 1024 * 1024
+
+    def process_message(self, msg, cell, cell_index):
+        kind = msg.get("msg_type", "")
+        if kind == "update_display_data" or kind.startswith("comm"):
+            return None
+        content = msg.get("content")
+        if isinstance(content, dict) and content.get("transient"):
+            content["transient"] = None  # no display ids: nothing can be updated in place later
+        return super().process_message(msg, cell, cell_index)
 
     def output(self, outs, msg, display_id, cell_index):
         used = getattr(self, "_used", {})
         self._used = used
-        content = msg.get("content", {})
-        size = len(str(content.get("text", ""))) + len(str(content.get("data", "")))
-        if used.get(cell_index, 0) + size > self.cap_bytes:
-            if used.get(cell_index, 0) <= self.cap_bytes:
-                used[cell_index] = self.cap_bytes + 1
-                outs.append(nbformat.v4.new_output("stream", name="stderr",
-                                                   text=f"[grader: output beyond {self.cap_bytes // 1024} KiB dropped]\n"))
+        total = sum(used.values())
+        size = _content_bytes(msg.get("content", {}))
+        if used.get(cell_index, 0) + size > self.cap_bytes or total + size > self.total_cap_bytes:
+            if cell_index not in getattr(self, "_noted", set()):
+                self._noted = getattr(self, "_noted", set()) | {cell_index}
+                which = (f"{self.cap_bytes // 1024} KiB in this cell" if used.get(cell_index, 0) + size > self.cap_bytes
+                         else f"{self.total_cap_bytes // 1024} KiB in the notebook")
+                outs.append(nbformat.v4.new_output("stream", name="stderr", text=f"[grader: output beyond {which} dropped]\n"))
             return None
         used[cell_index] = used.get(cell_index, 0) + size
         return super().output(outs, msg, display_id, cell_index)
@@ -207,6 +253,43 @@ class DiskWatch(threading.Thread):
                 return
 
 
+class CpuWatch(threading.Thread):
+    """Time limits in the kernel's CPU seconds: stop the kernel once the cell (or test) being
+    run has used more CPU time than its limit.
+
+    A correct cell that needs 8 s of CPU needs 8 s whether the machine is quiet or busy with
+    other gradings; measured on the wall clock it would fail under load. The wall clock
+    still bounds a cell that waits instead of computing (`WALL_FACTOR` times the limit).
+    """
+
+    def __init__(self, km, kill):
+        super().__init__(daemon=True)
+        self.km, self.kill = km, kill
+        self.limit, self.base, self.label, self.tripped = math.inf, 0.0, "", ""
+        self.stopped = threading.Event()
+
+    def used(self) -> float:
+        proc = getattr(getattr(self.km, "provisioner", None), "process", None)
+        return process_tree_cpu(proc.pid) if proc is not None else 0.0
+
+    def begin(self, label: str, limit: float) -> None:
+        self.limit = math.inf  # (never judged against the previous cell's base)
+        self.base, self.label = self.used(), label
+        self.limit = limit
+
+    def end(self) -> float:
+        """Stop judging; the CPU seconds used since `begin`."""
+        limit, self.limit = self.limit, math.inf
+        return self.used() - self.base if limit != math.inf else 0.0
+
+    def run(self):
+        while not self.stopped.wait(0.2):
+            if self.limit != math.inf and self.used() - self.base > self.limit:
+                self.tripped = f"{self.label} used more than {self.limit:.0f} s of CPU time (the time limit)"
+                self.kill()
+                return
+
+
 # ---------------------------------------------------------------- one submission
 def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, *, limits: Limits,
             level: str, hide: list[Path], threads: int = 1, students: set[str] | None = None,
@@ -234,13 +317,19 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
     instructor_names = set().union(set(), *[bound_names(c.source) for i, c in enumerate(nb.cells)
                                             if roles[i] in ("both", "kernel") and "setup" not in c.metadata.get("tags", [])])
     flags = review(sources, withheld, (instructor_names & read_by_tests) - students)
+    # what kernel-side instructor cells make for the tests (a probe model, a data helper): the
+    # tests take it as it was when that cell ran, never as a later student cell rebound it
+    pinned = (instructor_names & read_by_tests) - students
+    hidden_text = set().union(set(), *map(testrun.hidden_lines, test_sources))
 
     mounted = prepare_workdir(workdir, level, limits)
     km = SandboxKernelManager(workdir=workdir, limits=limits, level=level, hide=hide, threads=threads,
                               library=library, ram_backed_disk=mounted)
+    km.client_factory = BoundedKernelClient
     client = CappedClient(nb, km=km, timeout=limits.cell_timeout, allow_errors=True, record_timing=False,
                           startup_timeout=120, shell_timeout_interval=1, iopub_timeout=4, shutdown_kernel="immediate")
     client.cap_bytes = limits.output_kb * 1024
+    client.total_cap_bytes = limits.total_output_kb * 1024
     channel = KernelChannel(client, workdir / ".grader")
     ns = GraderNamespace(channel)
     ns["student"] = Student(channel, sources)
@@ -248,12 +337,15 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
     watch = None
     if not mounted:
         watch = DiskWatch(workdir, limits.disk_mb * 1024 * 1024, lambda: _hard_kill(km))
+    cpu = CpuWatch(km, lambda: _hard_kill(km))
+    cpu_spent = 0.0  # the kernel's CPU seconds in the notebook's cells and tests
     stopped, grader_error = "", ""
     idx, cell = -1, None
     try:
         with client.setup_kernel():
             if watch is not None:
                 watch.start()
+            cpu.start()
             # the agent first, before any student code: nothing depends on it staying intact
             channel.deadline = time.monotonic() + 120
             msg_id = client.kc.execute(_bootstrap(channel.folder), silent=True, store_history=False)
@@ -262,17 +354,25 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                 role = roles[idx]
                 if role == "markdown":
                     continue
-                remaining = limits.notebook_timeout - (time.monotonic() - start)
-                if remaining <= 0:
-                    stopped = f"the notebook exceeded its time limit of {limits.notebook_timeout:.0f} s before cell {idx}"
+                remaining = limits.notebook_timeout - cpu_spent
+                wall_left = WALL_FACTOR * limits.notebook_timeout - (time.monotonic() - start)
+                if remaining <= 0 or wall_left <= 0:
+                    stopped = (f"the notebook used more than its time limit of {limits.notebook_timeout:.0f} s of CPU time"
+                               if remaining <= 0 else f"the notebook ran longer than its wall-clock time limit of "
+                               f"{WALL_FACTOR * limits.notebook_timeout:.0f} s") + f" before cell {idx}"
                     break
                 budget = max(1.0, min(limits.cell_timeout, remaining))
+                wall = max(1.0, min(WALL_FACTOR * budget, wall_left))
                 if role == "test":
                     g = by_index[idx]
-                    channel.deadline = time.monotonic() + budget
+                    channel.deadline = time.monotonic() + wall
                     t0 = time.monotonic()
-                    outcome = testrun.run_test(ns, cell.source, g.grade_id, channel)
+                    cpu.begin(f"the test {g.grade_id!r}", budget)
+                    outcome = testrun.run_test(ns, cell.source, g.grade_id, channel, redact=hidden_text)
+                    cpu_spent += cpu.end()
                     took = time.monotonic() - t0
+                    if cpu.tripped:
+                        outcome.message = f"{outcome.message}: {cpu.tripped}; the kernel was stopped"
                     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=outcome.output)] if outcome.output else []
                     if outcome.passed:
                         tests[g.grade_id] = TestResult(g.grade_id, g.points, g.points, "passed", "", round(took, 3))
@@ -284,9 +384,15 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                         stopped = f"the kernel stopped in {g.grade_id!r}: {outcome.message}"
                         break
                     continue
-                client.timeout = int(budget)
-                client.execute_cell(cell, idx)
+                client.timeout = int(math.ceil(wall))
+                cpu.begin(f"{_label(cell, idx)} (cell {idx})", budget)
+                try:
+                    client.execute_cell(cell, idx)
+                finally:
+                    cpu_spent += cpu.end()
                 ns.forget_fetched()
+                if role == "kernel":
+                    _pin_instructor_names(ns, channel, cell, pinned)
                 err = _error_message(cell)
                 if err:
                     diags.append({"cell": _label(cell, idx), "severity": "warning",
@@ -299,16 +405,20 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                         stopped = grader_error
                         break
     except CellTimeoutError:
-        stopped = f"{_label(cell, idx)} (cell {idx}) exceeded the per-cell time limit of {client.timeout} s"
+        stopped = (f"{_label(cell, idx)} (cell {idx}) ran longer than its wall-clock time limit of {client.timeout} s "
+                   f"({WALL_FACTOR:g} times its CPU-time limit: it waited rather than computed)")
     except DeadKernelError:
-        stopped = f"the kernel died in {_label(cell, idx)} (cell {idx}){_exit_code(km)}"
+        stopped = (f"{cpu.tripped}; the kernel was stopped" if cpu.tripped
+                   else f"the kernel died in {_label(cell, idx)} (cell {idx}){_exit_code(km)}")
     except RuntimeError as exc:  # kernel failed to start, or died while starting
         tail = km.log_tail(600)
         stopped = f"the kernel could not run (cell {idx}): {exc}" + (f"; its last output: {tail}" if tail else "")
     finally:
+        cpu.stopped.set()
         if watch is not None:
             watch.stopped.set()
         _kill(km)
+        channel.close()
         release_workdir(workdir, mounted)
     if watch is not None and watch.tripped:
         stopped = f"the notebook wrote more than {limits.disk_mb} MiB to disk (in {_label(cell, idx)}); the kernel was stopped"
@@ -317,9 +427,27 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
         for t in tests.values():
             if t.status == "not run":
                 t.message = "not run: " + stopped
+    for i, cell in enumerate(nb.cells):
+        if roles[i] == "test":  # the copy kept in the grading folder holds no hidden test
+            cell.source = testrun.without_hidden(cell.source)
     for note in list(dict.fromkeys(channel.notes))[:10]:
         flags.append(note[len("test flag: "):] if note.startswith("test flag: ") else f"the kernel sent {note}")
     return Execution(list(tests.values()), diags, flags, time.monotonic() - start, nb, grader_error, channel.requests)
+
+
+def _pin_instructor_names(ns: GraderNamespace, channel: KernelChannel, cell, wanted: set[str]) -> None:
+    """After an instructor cell ran in the kernel: fetch the names it bound that tests read."""
+    if "setup" in cell.metadata.get("tags", []):
+        return
+    channel.deadline = time.monotonic() + 30  # (the last test cell's deadline has passed)
+    for name in sorted(bound_names(cell.source) & wanted):
+        if name in ns and name not in ns.fetched:
+            continue  # the grader's own value (an instructor cell it ran itself)
+        try:
+            ns.pin(name, channel.request("get", label=name, name=name))
+        except Exception:  # noqa: BLE001 - not defined (the cell failed): the test will say so
+            if channel.dead:
+                return
 
 
 def _label(cell, idx: int) -> str:

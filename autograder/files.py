@@ -8,6 +8,7 @@ descriptor (so nothing can be swapped in between), and reads at most `limit` byt
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -17,14 +18,21 @@ class NotReadable(ValueError):
     """The path is a link, not a regular file, too large, or cannot be opened."""
 
 
-def read_regular(path: Path, limit: int, tail: bool = False) -> bytes:
+class Missing(NotReadable):
+    """Nothing is at the path."""
+
+
+def read_regular(path: Path, limit: int, tail: bool = False, dir_fd: int | None = None) -> bytes:
     """The bytes of the regular file `path` (the last `limit` bytes with `tail`, else at most
-    `limit`, refusing larger files)."""
+    `limit`, refusing larger files). With `dir_fd`, `path` is a name inside that open
+    directory, so that nothing above it can be swapped for a link either."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise Missing("does not exist") from None
     except OSError as exc:
-        if path.is_symlink():
+        if exc.errno == errno.ELOOP:
             raise NotReadable("is a symbolic link, not a file") from None
         raise NotReadable(f"cannot be read ({exc.strerror})") from None
     try:

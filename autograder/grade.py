@@ -95,16 +95,31 @@ def grade_job(job: dict) -> dict:
     the batch goes on and the instructor sees whom to look at.
     """
     try:
-        return _grade_job(job)
+        return _sanitized(_grade_job(job))
     except Exception as exc:  # noqa: BLE001 - reported per student, batch goes on
         source = nbformat.reads(job["source"], as_version=4)
-        return {"student": job["student"], "hash": job["hash"], "isolation": job["level"], "flags": [], "grader_error": True,
+        return _sanitized({"student": job["student"], "hash": job["hash"], "isolation": job["level"], "flags": [], "grader_error": True,
                 "diagnostics": [{"cell": "-", "severity": "error",
                                  "message": f"grader error, needs a human: {type(exc).__name__}: {exc}"}],
                 "tests": [{"grade_id": c.metadata.nbgrader["grade_id"], "points": float(c.metadata.nbgrader.get("points", 0)),
                            "score": 0.0, "status": "not run", "message": "not run: grader error"}
                           for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")],
-                "seconds": 0.0}
+                "seconds": 0.0})
+
+
+def _sanitized(result: dict) -> dict:
+    """The result with every message the kernel may have influenced cleaned of control
+    characters and bounded (`autograder.text.clean`): the journal, the gradebook, the
+    summary, the feedback and the report all read it from here."""
+    from autograder.text import clean
+
+    for d in result.get("diagnostics", []):
+        d["message"] = clean(d.get("message", ""))
+        d["cell"] = clean(d.get("cell", "-"), 200)
+    for t in result.get("tests", []):
+        t["message"] = clean(t.get("message", ""))
+    result["flags"] = [clean(f) for f in result.get("flags", [])][:50]
+    return result
 
 
 def prefetch_data(source: nbformat.NotebookNode) -> None:
@@ -141,10 +156,13 @@ def trusted_process(threads: int) -> None:
 
 def grade_notebook(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
                    release: nbformat.NotebookNode | None, *, assignment: str, parameters: dict, limits,
-                   level: str, hide: list[Path], threads: int, scratch: Path, workdir: Path, secret_seed: int = 0):
-    """Restore, parameterize and execute one submission; returns (Execution, restore diagnostics)."""
+                   level: str, hide: list[Path], threads: int, scratch: Path, secret_seed: int = 0):
+    """Restore, parameterize and execute one submission; returns (Execution, restore diagnostics).
+
+    The kernel's work directory and the withheld library live in this process's private
+    folder under `scratch` (`sandbox.private_scratch`), never at a name someone could guess."""
     from autograder.execute import execute, student_names  # heavy imports stay out of the CLI start-up
-    from autograder.sandbox import withheld_library
+    from autograder.sandbox import private_workdir, withheld_library
     from dlcourse.answers import withheld
     import papermill.parameterize as pmp
 
@@ -162,7 +180,7 @@ def grade_notebook(source: nbformat.NotebookNode, submitted: nbformat.NotebookNo
             if g.index >= inserted[0]:
                 g.index += 1
     library = withheld_library(assignment, scratch)
-    ex = execute(nb, restored.graded, workdir, limits=limits, level=level, hide=hide, threads=threads,
+    ex = execute(nb, restored.graded, private_workdir(scratch), limits=limits, level=level, hide=hide, threads=threads,
                  students=student_names(source), library=library, withheld=withheld(assignment),
                  secret_seed=secret_seed)
     return ex, [d.as_dict() for d in restored.diagnostics]
@@ -186,8 +204,7 @@ def grade_here(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
         ex, diags = grade_notebook(source, submitted, release, assignment=assignment,
                                    parameters=parameters or {"PROFILE": "fast", "DEVICE": "cpu", "SEED": 0},
                                    limits=limits, level=probe(isolation_level), hide=[REPO_ROOT / "solutions"],
-                                   threads=1, scratch=Path(scratch), workdir=Path(scratch) / "work",
-                                   secret_seed=secrets.randbelow(2**31))
+                                   threads=1, scratch=Path(scratch), secret_seed=secrets.randbelow(2**31))
     ex.diagnostics = diags + ex.diagnostics
     return ex
 
@@ -212,11 +229,10 @@ def _grade_job(job: dict) -> dict:
         result["seconds"] = time.monotonic() - t0
         return result
     prefetch_data(source)
-    workdir = Path(job["scratch"]) / f"grading-{os.getpid()}-{time.time_ns()}"
     ex, restore_diags = grade_notebook(source, submitted, release, assignment=job["assignment"],
                                        parameters=job["parameters"], limits=Limits(**job["limits"]), level=job["level"],
                                        hide=[Path(p) for p in job["hide"]], threads=job["threads"],
-                                       scratch=Path(job["scratch"]), workdir=workdir,
+                                       scratch=Path(job["scratch"]),
                                        secret_seed=job.get("secret_seed", 0))
     result["diagnostics"] += restore_diags + ex.diagnostics
     result["tests"] = [t.as_dict() for t in ex.tests]
@@ -351,6 +367,8 @@ def _dispatch(jobs: list[dict], args):
 
 
 def _summary(entries: dict[str, dict], students: list[str]) -> None:
+    from autograder.text import one_line
+
     print(f"{'student':<24} {'score':>9}  {'status':<10} notes")
     for s in students:
         e = entries.get(s)
@@ -361,7 +379,9 @@ def _summary(entries: dict[str, dict], students: list[str]) -> None:
         total = sum(t["points"] for t in e["tests"])
         status = "FLAGGED" if e["flags"] else ("errors" if any(d["severity"] == "error" for d in e["diagnostics"]) else "ok")
         note = (e["flags"] or [d["message"] for d in e["diagnostics"]] or [""])[0]
-        print(f"{s:<24} {got:>4g}/{total:<4g}  {status:<10} {note[:90]}")
+        # the note is partly the kernel's text: one line, no control characters (a carriage
+        # return or an escape code must not be able to redraw this row)
+        print(f"{one_line(s, 64):<24} {got:>4g}/{total:<4g}  {status:<10} {one_line(note, 90)}")
 
 
 def register(subparsers) -> None:

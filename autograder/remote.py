@@ -9,7 +9,9 @@ way. So a hidden test reads like ordinary asserts against the student's names, b
 comparison, count and reference computation happens here, where student code cannot
 reach; the kernel can only ever send wrong data, or none.
 
-    KernelChannel   - one request/reply at a time over files in the kernel's work directory
+    KernelChannel   - one request/reply at a time over files in a folder of the kernel's work
+                      directory, reached only through a descriptor opened before the kernel
+                      started (nothing the kernel plants there can redirect the grader)
     Remote          - a proxy for an object that stays in the kernel
     GraderNamespace - a test's globals: the grader's names first, then the kernel's
     Student         - helpers a test uses explicitly (`student.grad`, `student.loader`, ...)
@@ -18,15 +20,21 @@ from __future__ import annotations
 
 import builtins
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
 from queue import Empty
 
 from autograder import wire
-from autograder.files import NotReadable, read_regular
+from autograder.files import Missing, NotReadable, read_regular
 
-MAX_REPLY_BYTES = 1 << 30  # 1 GiB: far above any fast-profile state dict
+MAX_REPLY_BYTES = 512 << 20  # 512 MiB, counted again after decoding: far above any fast-profile state dict
+DRAIN_SECONDS = 2.0           # at most this long reading the kernel's broadcast output after a request
+DRAIN_MESSAGES = 10_000       # ... and at most this many messages
+# how much of the student's own exception message reaches feedback: enough to read the error,
+# too little to carry out the hidden inputs the kernel was sent
+MAX_STUDENT_MESSAGE = 240
 
 
 # ---------------------------------------------------------------- errors a test can meet
@@ -78,6 +86,10 @@ class NotPlainData(TypeError):
     """A test tried to use an object from the kernel as if it were plain data."""
 
 
+class ForbiddenUse(AssertionError):
+    """The student's code did what the test forbids (`student.forbid`) while answering a call."""
+
+
 # ---------------------------------------------------------------- describing calls for feedback
 def summarize(value, depth: int = 0) -> str:
     """A short, student-readable description of an argument: shapes and dtypes, small values."""
@@ -110,13 +122,19 @@ class KernelChannel:
 
     `client` is the nbclient NotebookClient that runs the notebook (its kernel client is
     reused); `folder` is a directory both sides can reach (inside the kernel's work
-    directory). `deadline` (time.monotonic() value) bounds every request; the executor
-    sets it per test cell.
+    directory), which must exist and must not yet have been reachable by student code:
+    it is opened here, once, and every later read, write and removal goes through that
+    descriptor. The kernel may rename the folder, replace it by a link or plant links in
+    it: the grader still writes only into the directory it opened, creates each request
+    exclusively under a fresh unguessable name, and reads regular files only.
+    `deadline` (time.monotonic() value) bounds every request; the executor sets it per
+    test cell.
     """
 
     def __init__(self, client, folder: Path):
         self.client = client
         self.folder = Path(folder)
+        self.dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         self.count = 0
         self.deadline = float("inf")
         self.last_call = ""
@@ -124,6 +142,7 @@ class KernelChannel:
         self.dead = False
         self.requests = 0
         self.test_filename = ""            # the test cell being run (set by autograder.testrun)
+        self.forbid: dict | None = None    # what calls may not use (set by `student.forbid`)
         self.last_call_line: int | None = None  # its line that made the last labelled request
 
     # -- one round trip
@@ -134,13 +153,13 @@ class KernelChannel:
             self.last_call = label
             self.last_call_line = self._test_line()
         self.count += 1
-        n = self.count
         self.requests += 1
+        n = secrets.token_hex(8)  # unguessable: nothing can be planted at the name beforehand
+        if self.forbid:
+            fields["forbid"] = self.forbid
         data = wire.dumps({"op": op, **fields}, on_other=self._encode_other)
-        req = self.folder / f"req-{n}"
-        req.write_bytes(data)
-        os.chmod(req, 0o644)
-        reply = self._run(f"__dlcourse_grader__.serve({n})", label or op)
+        self._write_request(n, data, label or op)
+        reply = self._run(f"__dlcourse_grader__.serve({n!r})", label or op)
         header = self._read_reply(n, reply, label or op)
         for note in header.get("notes", [])[:20]:
             if isinstance(note, str):
@@ -150,7 +169,35 @@ class KernelChannel:
             raise StudentCodeError.of(label or op, _clean_error(error))
         if header.get("status") != "ok":
             raise BadReply(f"the kernel sent a malformed reply to {label or op}")
+        if self.forbid:
+            used = header.get("used")
+            if type(used) is not list:  # an agent that does not report cannot be believed
+                raise BadReply(f"the kernel did not report what {label or op} used")
+            if used:
+                raise ForbiddenUse(f"{label or op} used {', '.join(str(u)[:60] for u in used[:5])}, "
+                                   "which this task forbids")
         return header["value"]
+
+    def _write_request(self, n: str, data: bytes, what: str) -> None:
+        """Create req-N in the opened folder: a new file or nothing (never through a link)."""
+        try:
+            fd = os.open(f"req-{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=self.dir_fd)
+        except OSError as exc:  # the kernel removed or filled its folder: its own loss
+            raise BadReply(f"the grader could not hand the request for {what} to the kernel "
+                           f"({exc.strerror}): the notebook's code changed the grader's folder") from None
+        try:
+            os.fchmod(fd, 0o644)  # the kernel may run as another user
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Release the folder's descriptor (after the kernel is gone)."""
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
 
     def _test_line(self) -> int | None:
         """The line of the test cell (its outermost frame) that is making this request."""
@@ -190,7 +237,12 @@ class KernelChannel:
                     return msg
 
         async def drain():
-            while True:
+            # what the kernel broadcast meanwhile is nobody's: drop it, within a bound of time and
+            # count (a kernel thread that publishes without end must not keep the grader here)
+            stop = time.monotonic() + DRAIN_SECONDS
+            for _ in range(DRAIN_MESSAGES):
+                if time.monotonic() > stop:
+                    return
                 try:
                     await ensure_async(kc.iopub_channel.get_msg(timeout=0))
                 except Empty:
@@ -216,28 +268,30 @@ class KernelChannel:
                 reply = None
             if reply is None:
                 self.dead = True
-            raise KernelUnresponsive(f"{what} did not finish within {allowed:.0f} s, the time left for this test"
+            raise KernelUnresponsive(f"{what} did not finish within {allowed:.0f} s of wall-clock time, the time left "
+                                     "for this test (it waited rather than computed)"
                                      + ("; the kernel was stopped" if self.dead else ""))
         run_sync(drain)()
         return reply
 
-    def _read_reply(self, n: int, reply: dict, what: str) -> dict:
+    def _read_reply(self, n: str, reply: dict, what: str) -> dict:
         content = reply.get("content", {})
         expr = (content.get("user_expressions") or {}).get("r") or {}
-        path = self.folder / f"rep-{n}"
-        if not path.exists() and not path.is_symlink():
+        name = f"rep-{n}"
+        try:  # a regular file only: the kernel owns this folder and could plant a link or a FIFO
+            data = read_regular(name, MAX_REPLY_BYTES, dir_fd=self.dir_fd)
+        except Missing:
             if isinstance(expr, dict) and expr.get("status") == "error":
                 raise BadReply(f"the kernel could not run the grader's request for {what} "
-                               f"({expr.get('ename', 'error')}: {str(expr.get('evalue', ''))[:200]})") from None
+                               f"({str(expr.get('ename', 'error'))[:80]})") from None
             raise BadReply(f"the kernel did not answer the grader's request for {what}") from None
-        try:  # a regular file only: the kernel owns this folder and could plant a link or a FIFO
-            data = read_regular(path, MAX_REPLY_BYTES)
         except NotReadable as exc:
             raise BadReply(f"the kernel's answer for {what} {exc}") from None
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        for stale in (name, f"req-{n}"):
+            try:  # the entries themselves (a link is removed, never followed)
+                os.unlink(stale, dir_fd=self.dir_fd)
+            except OSError:
+                pass
         try:
             return wire.loads(data, make_handle=lambda hid, tname: Remote(self, hid, tname, _short(tname)),
                               max_bytes=MAX_REPLY_BYTES)
@@ -255,10 +309,42 @@ def _clean_error(error: dict) -> dict:
     for f in error.get("frames", [])[:5] if isinstance(error.get("frames"), list) else []:
         if isinstance(f, dict):
             frames.append({"function": str(f.get("function", ""))[:80], "line": str(f.get("line", ""))[:300]})
-    return {"type": str(error.get("type", "Error"))[:120], "message": str(error.get("message", ""))[:2000], "frames": frames}
+    return {"type": str(error.get("type", "Error"))[:120], "message": str(error.get("message", ""))[:MAX_STUDENT_MESSAGE], "frames": frames}
 
 
 # ---------------------------------------------------------------- proxies
+def _mirror_changes(args, kwargs, changed: list, label: str) -> None:
+    """Bring the grader's own argument tensors to the state the call left the kernel's copies
+    in (in-place changes), so that a check like `x0 = x.clone(); f(x); assert torch.equal(x, x0)`
+    sees what the student's function did. Paths come from the kernel: checked, never trusted."""
+    import torch
+
+    roots = {"args": dict(enumerate(args)), "kwargs": kwargs}
+    for item in changed[:1000]:
+        if type(item) is not list or len(item) != 2 or type(item[0]) is not list or not isinstance(item[1], torch.Tensor):
+            raise BadReply(f"the kernel sent a malformed answer to {label}")
+        path, after = item
+        if not 2 <= len(path) <= 3 or path[0] not in roots:
+            raise BadReply(f"the kernel sent a malformed answer to {label}")
+        target = roots[path[0]]
+        try:
+            for key in path[1:]:
+                target = target[key]
+        except (KeyError, IndexError, TypeError):
+            raise BadReply(f"the kernel sent a malformed answer to {label}") from None
+        if not isinstance(target, torch.Tensor) or target.device.type == "meta":
+            continue
+        with torch.no_grad():
+            if target.shape == after.shape and target.dtype == after.dtype:
+                target.copy_(after)
+            else:  # resized in place (a leaf that requires grad cannot follow: its values still differ)
+                try:
+                    target.set_(after.to(device=target.device, dtype=target.dtype).clone())
+                except RuntimeError:
+                    pass
+
+
+
 def _default_device() -> str | None:
     """The device a `with torch.device(...)` block in the test has made the default, if any."""
     import torch
@@ -299,8 +385,12 @@ class Remote:
         device = _default_device()
         if device is not None:  # `with torch.device("meta"): AlexNet()` builds on meta in the kernel too
             fields["default_device"] = device
-        return self._relabel(self._channel.request("call", label=label, target=self, args=list(args), kwargs=kwargs,
-                                                   **fields), label)
+        reply = self._channel.request("call", label=label, target=self, args=list(args), kwargs=kwargs,
+                                      report_args=True, **fields)
+        if type(reply) is not dict or set(reply) != {"value", "changed"} or type(reply["changed"]) is not list:
+            raise BadReply(f"the kernel sent a malformed answer to {label}")
+        _mirror_changes(args, kwargs, reply["changed"], label)
+        return self._relabel(reply["value"], label)
 
     def __getitem__(self, key):
         label = f"{self._label}[{summarize(key)}]"
@@ -365,6 +455,15 @@ class GraderNamespace(dict):
         self.fetched.discard(name)
         dict.__setitem__(self, name, value)
 
+    def pin(self, name: str, value) -> None:
+        """Keep `value` for `name` whatever the kernel binds to the name later: what an
+        instructor cell made in the kernel, fetched right after it ran (before any later
+        student cell could rebind the name)."""
+        self.fetched.discard(name)
+        if isinstance(value, Remote):
+            object.__setattr__(value, "_label", name)
+        dict.__setitem__(self, name, value)
+
     def forget_fetched(self) -> None:
         """The kernel ran code: values fetched before may be stale."""
         for name in self.fetched:
@@ -403,6 +502,26 @@ class Student:
     def generator(self, seed: int):
         """A torch.Generator made in the kernel (a handle: calls that share it share its state)."""
         return self._channel.request("generator", label=f"torch.Generator().manual_seed({seed})", seed=seed)
+
+    def forbid(self, ops=(), autograd: bool = False):
+        """A context: calls made inside it fail the test (with `ForbiddenUse`, an AssertionError)
+        if the student's code used one of the PyTorch operators `ops` (names as the dispatcher
+        knows them: "convolution", "im2col", "max_pool2d_with_indices", "native_batch_norm", ...)
+        or, with `autograd=True`, autograd's backward or grad. Decided by what the code did
+        during the call, however the operator was reached."""
+        import contextlib
+
+        channel = self._channel
+
+        @contextlib.contextmanager
+        def context():
+            previous = channel.forbid
+            channel.forbid = {"ops": sorted(set(ops)), "autograd": bool(autograd)}
+            try:
+                yield
+            finally:
+                channel.forbid = previous
+        return context()
 
     def flag(self, message: str) -> None:
         """Report something about this submission for an instructor's look (it does not change

@@ -11,6 +11,8 @@ def run(args) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from autograder.text import markdown_inline as md
+
     meta, entries = load(Path(args.output))
     out = Path(args.output)
     totals = [sum(t["score"] for t in e["tests"]) for e in entries.values()]
@@ -29,9 +31,11 @@ def run(args) -> int:
         res = [t["status"] == "passed" for e in entries.values() for t in e["tests"] if t["grade_id"] == gid]
         lines.append(f"| {gid} | {sum(res)}/{len(res)} ({100 * sum(res) / max(1, len(res)):.0f}%) |")
     lines += ["", "## Needs a human (suspected tampering)", ""]
-    lines += [f"- {s}: {'; '.join(e['flags'])}" for s, e in entries.items() if e["flags"]] or ["- none"]
+    # flags and messages quote the kernel's text: escaped, so they cannot add markup to the report
+    lines += [f"- {md(s)}: {md('; '.join(e['flags']))}" for s, e in entries.items() if e["flags"]] or ["- none"]
     lines += ["", "## Errors", ""]
-    lines += [f"- {s}: {d['message']}" for s, e in entries.items() for d in e["diagnostics"] if d["severity"] == "error"] or ["- none"]
+    lines += [f"- {md(s)}: {md(d['message'])}" for s, e in entries.items() for d in e["diagnostics"]
+              if d["severity"] == "error"] or ["- none"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print(f"report in {out / 'report.md'}, histogram in {out / 'scores.png'}")
     return 0

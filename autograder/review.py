@@ -117,18 +117,31 @@ def review_source(label: str, source: str, modules: set[str], withheld: tuple[st
 
 
 def _top_level_bindings(source: str) -> set[str]:
+    """Every global name the cell can bind: assignments of any shape (tuples, starred, walrus,
+    loops, with, except, imports, defs, classes) outside function bodies, and names a
+    function declares `global`."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return set()
-    names = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
+    names: set[str] = set()
+
+    def visit(node, top: bool):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Global):
+                names.update(child.names)
+            elif top and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(child.name)
+            elif top and isinstance(child, ast.Name) and isinstance(child.ctx, (ast.Store, ast.Del)):
+                names.add(child.id)
+            elif top and isinstance(child, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in child.names)
+            elif top and isinstance(child, ast.ExceptHandler) and child.name:
+                names.add(child.name)
+            # a function's or class's own body binds locals, except what it declares global
+            visit(child, top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                                                        ast.Lambda)))
+    visit(tree, True)
     return names
 
 

@@ -31,9 +31,11 @@ in its own `pids` cgroup capped at `Limits.processes` tasks (`process_cap()` say
 from __future__ import annotations
 
 import functools
+import multiprocessing.util
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -51,17 +53,23 @@ NOBODY = 65534
 class Limits:
     """Per-submission limits (seconds, MiB, counts)."""
 
-    cell_timeout: float = 60.0
-    notebook_timeout: float = 600.0
+    cell_timeout: float = 60.0        # CPU seconds of the kernel per cell (wall clock: WALL_FACTOR times this)
+    notebook_timeout: float = 600.0   # CPU seconds of the kernel per notebook (wall clock: likewise)
     memory_mb: int = 4096
     processes: int = 64
     file_size_mb: int = 64
     open_files: int = 256
     output_kb: int = 256  # outputs kept per cell; the rest is dropped with a note
+    total_output_kb: int = 4096  # outputs kept in the whole notebook
     disk_mb: int = 512    # bytes the kernel may write (work directory, HOME and /tmp together)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# Time limits count the kernel's CPU seconds (`process_tree_cpu`); a cell that waits instead of
+# computing (sleep, a blocked read) is stopped by the wall clock at this many times its limit.
+WALL_FACTOR = 4.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -247,6 +255,48 @@ def directory_bytes(path: Path, limit_entries: int = 200_000) -> int:
     return total if seen < limit_entries else max(total, 1 << 62)
 
 
+# ---------------------------------------------------------------- CPU time of a kernel
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by `root_pid` and every live descendant,
+    including the children they have already reaped.
+
+    The limits that judge student code count this rather than the wall clock: on a machine
+    busy with other gradings (or students working beside `autograder watch`), a correct cell
+    takes longer but uses the same CPU time, so its grade does not depend on the load.
+    Read from /proc, which shows a sandbox's processes too (a PID namespace renumbers them
+    only inside).
+    """
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:  # the process is gone
+            continue
+        fields = data[data.rfind(b")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        try:
+            ppid = int(fields[1])
+            ticks[int(entry.name)] = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        except (IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, stack, seen = 0, [root_pid], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += ticks.get(pid, 0)
+        stack += children.get(pid, [])
+    return total / _CLOCK_TICKS
+
+
 # ---------------------------------------------------------------- the library copy
 def library_location() -> Path:
     """Where the running interpreter imports the course library from."""
@@ -255,12 +305,54 @@ def library_location() -> Path:
     return Path(dlcourse.__file__).resolve().parent
 
 
+# ---------------------------------------------------------------- private scratch
+_PRIVATE: dict[tuple[int, str], Path] = {}
+
+
+def _owned_private_dir(path: Path) -> bool:
+    """A real directory (not a link) owned by this process's user that no one else may write."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def private_scratch(scratch: Path) -> Path:
+    """This process's own folder under `scratch` (e.g. /tmp, which every user can write).
+
+    Created exclusively under an unguessable name (mkdtemp), so nothing another user or a
+    kernel planted can be taken for it; mode 0711, so that a kernel running as another user
+    can reach what is mounted from inside it without listing it; verified again (owner,
+    mode, not a link) each time it is handed out; removed when the process exits.
+    """
+    key = (os.getpid(), str(scratch))
+    path = _PRIVATE.get(key)
+    if path is not None and _owned_private_dir(path):
+        return path
+    path = Path(tempfile.mkdtemp(prefix="autograder-", dir=scratch))
+    os.chmod(path, 0o711)
+    if not _owned_private_dir(path):  # pragma: no cover - mkdtemp guarantees it
+        raise OSError(f"{path}: not a private directory")
+    _PRIVATE[key] = path
+    # multiprocessing runs its finalizers when a pool worker exits (atexit does not run there)
+    multiprocessing.util.Finalize(None, shutil.rmtree, args=(str(path), True), exitpriority=0)
+    return path
+
+
+def private_workdir(scratch: Path) -> Path:
+    """A fresh, unguessable work directory for one kernel inside this process's private scratch."""
+    return Path(tempfile.mkdtemp(prefix="work-", dir=private_scratch(scratch)))
+
+
 def withheld_library(assignment: str, scratch: Path) -> Path | None:
     """A folder holding a copy of the course library (`dlcourse/`) without `assignment`'s
     answer modules.
 
-    Built once per assignment and library content in `scratch` (atomically: workers that
-    race both build, one rename wins). None when nothing is withheld for the assignment.
+    Built once per assignment, library content and process, inside this process's private
+    scratch (`private_scratch`): never taken from a shared folder by a predictable name,
+    where another user could have planted a library of their own. None when nothing is
+    withheld for the assignment.
     """
     import hashlib
 
@@ -275,10 +367,11 @@ def withheld_library(assignment: str, scratch: Path) -> Path | None:
         if p.is_file() and "__pycache__" not in p.parts:
             h.update(str(p.relative_to(src)).encode())
             h.update(p.read_bytes())
-    target = Path(scratch) / f"autograder-library-{assignment}-{h.hexdigest()[:16]}"
-    if target.is_dir():
+    private = private_scratch(Path(scratch))
+    target = private / f"library-{assignment}-{h.hexdigest()[:16]}"
+    if _owned_private_dir(target) and _owned_private_dir(target / "dlcourse"):
         return target
-    tmp = Path(tempfile.mkdtemp(prefix="autograder-library-", dir=scratch))
+    tmp = Path(tempfile.mkdtemp(prefix="library-", dir=private))
     copy = tmp / "lib" / "dlcourse"
     shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for module in modules:
@@ -292,10 +385,8 @@ def withheld_library(assignment: str, scratch: Path) -> Path | None:
             (copy / rel.with_suffix(".py")).write_text(stub_source(module, assignment))
     for p in [copy.parent, copy, *copy.rglob("*")]:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    try:
-        os.rename(copy.parent, target)
-    except OSError:
-        pass  # another worker was first: use theirs
+    shutil.rmtree(target, ignore_errors=True)  # a stale copy of an older library
+    os.rename(copy.parent, target)
     shutil.rmtree(tmp, ignore_errors=True)
     return target
 

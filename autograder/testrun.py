@@ -48,6 +48,28 @@ def hidden_line_numbers(source: str) -> set[int]:
     return hidden
 
 
+def without_hidden(source: str) -> str:
+    """The cell as the student's release shows it: hidden-test blocks replaced by a marker
+    (for the autograded copies an instructor might hand back)."""
+    hidden = hidden_line_numbers(source)
+    kept, marked = [], False
+    for no, line in enumerate(source.splitlines(), start=1):
+        if no in hidden:
+            if not marked:
+                kept.append(line[: len(line) - len(line.lstrip())] + "# (hidden tests removed)")
+            marked = True
+        else:
+            kept.append(line)
+            marked = False
+    return "\n".join(kept)
+
+
+def hidden_lines(source: str) -> set[str]:
+    """The text of the hidden tests' own lines (for `_redact`, the last safety net)."""
+    lines = source.splitlines()
+    return {lines[no - 1].strip() for no in hidden_line_numbers(source)} - {""}
+
+
 class _Capped(io.StringIO):
     def write(self, s):
         if self.tell() < OUTPUT_CAP:

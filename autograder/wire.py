@@ -174,10 +174,15 @@ def dumps(value, on_other=None, on_note=None, extra=None, copy_generators=True) 
 class Decoder:
     """Checks and rebuilds a message. `make_handle(id, type)` builds the caller's handle objects."""
 
-    def __init__(self, body: memoryview, make_handle):
+    def __init__(self, body: memoryview, make_handle, max_decoded: int | None = None):
         self.body = body
         self.make_handle = make_handle
         self.items = 0
+        # every tensor entry is copied out of the body, and a forged message may let entries
+        # overlap: count the bytes after expansion. An honest encoder never overlaps entries,
+        # so what it sends decodes to at most the body's own size; 1000 entries over one
+        # 48 MiB body are refused at the second.
+        self.decoded_left = len(body) if max_decoded is None else min(len(body), max_decoded)
 
     def decode(self, node, depth=0):
         self.items += 1
@@ -269,6 +274,9 @@ class Decoder:
         itemsize = torch.empty((), dtype=dtype).element_size()
         if numel * itemsize != nbytes or offset + nbytes > len(self.body):
             raise WireError("tensor bytes do not match its shape")
+        self.decoded_left -= nbytes
+        if self.decoded_left < 0:
+            raise WireError("the tensors in this message add up to more bytes than it may carry")
         raw = bytearray(self.body[offset:offset + nbytes])
         if numel == 0:
             return torch.empty(shape, dtype=dtype)
@@ -305,7 +313,11 @@ def _number(value):
 
 
 def loads(data: bytes, make_handle=None, max_bytes: int | None = None) -> dict:
-    """Decode one message; returns its header with "value" decoded."""
+    """Decode one message; returns its header with "value" decoded.
+
+    `max_bytes` bounds the message and, separately, the tensor bytes decoded from it (entries
+    that share bytes are counted once each); without it, decoded tensors may not exceed the body.
+    """
     if max_bytes is not None and len(data) > max_bytes:
         raise WireError(f"message of {len(data)} bytes is over the limit of {max_bytes}")
     if len(data) < 16 or data[:8] != MAGIC:
@@ -323,6 +335,6 @@ def loads(data: bytes, make_handle=None, max_bytes: int | None = None) -> dict:
     def no_handles(hid, tname):
         raise WireError("unexpected object handle")
 
-    dec = Decoder(memoryview(data)[16 + length:], make_handle or no_handles)
+    dec = Decoder(memoryview(data)[16 + length:], make_handle or no_handles, max_decoded=max_bytes)
     header["value"] = dec.decode(header.get("value"))
     return header

@@ -58,6 +58,12 @@ LIBRARY_MUTANTS = {
         "    return e / e.sum(dim=dim, keepdim=True)",
         "    return torch.softmax(x, dim=dim)",
         "test_softmax"),
+    # round 2: the grader's copy of the input could not show an in-place change; the kernel now
+    # reports what a call did to its tensor arguments
+    "dropout_in_place": (
+        "    return x * keep.to(x.dtype) / p_keep",
+        "    return x.mul_(keep.to(x.dtype)).div_(p_keep)",
+        "test_dropout_training"),
     "eval_still_drops": (
         "    if not training or p_keep == 1:\n        return x",
         "    if p_keep == 1:\n        return x",

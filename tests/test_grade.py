@@ -55,8 +55,13 @@ def batch(tmp_path_factory):
     release = nbformat.read(ROOT / "assignments" / "fix" / "fix.ipynb", as_version=4)
     subs = tmp / "subs"
     subs.mkdir()
+    # a file outside every sandbox that a submission points links at (channel_links)
+    canary = tmp / "bystander" / "private.txt"
+    canary.parent.mkdir()
+    canary.write_text("a bystander's file\n")
+    canary.chmod(0o600)
     for name in SCENARIOS:
-        build(name, release, subs, port=listener.getsockname()[1])
+        build(name, release, subs, port=listener.getsockname()[1], canary=canary)
     # a submission that is a link to the instructor's solution, and names that are not safe as
     # paths or spreadsheet cells
     (subs / "symlinked.ipynb").symlink_to(ROOT / "solutions" / "fix" / "fix.ipynb")
@@ -66,7 +71,8 @@ def batch(tmp_path_factory):
     proc = grade(subs, out, "--workers", "2")
     listener.close()
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"subs": subs, "out": out, "stdout": proc.stdout, "stderr": proc.stderr, "connections": connections}
+    return {"subs": subs, "out": out, "stdout": proc.stdout, "stderr": proc.stderr, "connections": connections,
+            "canary": canary}
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -79,6 +85,39 @@ def test_scenario_scored_and_diagnosed(batch, name):
         assert clue in text, entry
     # tricks are reported for a human's look; honest or merely broken code is not
     assert bool(entry["flags"]) == flagged, entry
+
+
+def test_links_in_the_kernels_folder_redirect_nothing(batch):
+    """channel_links planted links to a bystander's 0600 file at the grader's request names and
+    swapped the grader's folder for a link to the bystander's folder: nothing was written there."""
+    canary = batch["canary"]
+    assert canary.read_text() == "a bystander's file\n"
+    assert canary.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in canary.parent.iterdir()) == ["private.txt"]
+
+
+def test_summary_shows_no_kernel_control_characters(batch):
+    """terminal_escape raised a message built to redraw the summary's rows."""
+    assert "\x1b" not in batch["stdout"] and "\r" not in batch["stdout"]
+    row = next(line for line in batch["stdout"].splitlines() if line.startswith("terminal_escape "))
+    assert " 3/5 " in row and "raised RuntimeError" in row
+
+
+def test_autograded_copies_hold_no_hidden_tests(batch):
+    source = (ROOT / "solutions" / "fix" / "fix.ipynb").read_text()
+    assert "HIDDEN_MARKER_fix" in source
+    copies = list((batch["out"] / "autograded").rglob("*.ipynb"))
+    assert len(copies) >= len(SCENARIOS) - 5  # (unreadable notebooks leave no copy)
+    for path in copies:
+        text = path.read_text()
+        assert "HIDDEN_MARKER_fix" not in text and "BEGIN HIDDEN TESTS" not in text, path
+
+
+def test_output_is_capped_per_notebook(batch):
+    """output_flood printed about 12 MB over 60 cells; the copy keeps about the 4 MiB cap."""
+    copy = batch["out"] / "autograded" / "output_flood" / "fix.ipynb"
+    assert copy.stat().st_size < 6 * 1024 * 1024
+    assert "KiB in the notebook dropped" in copy.read_text()
 
 
 def test_symlinked_submission_is_refused(batch):
@@ -222,3 +261,40 @@ def test_demo_grades_a01_samples(tmp_path):
     top = sum(t["points"] for t in j["correct"]["tests"])
     assert score["correct"] == top > score["partial"] > 0 == score["broken"] == score["hostile"]
     assert j["hostile"]["flags"] and "demo results:" in proc.stdout
+
+
+BURN = ("import time\ndef _burn(seconds):\n    t = time.process_time()\n    while time.process_time() - t < seconds:\n"
+        "        pass\n")
+
+
+def test_grades_do_not_depend_on_the_machines_load(batch, tmp_path):
+    """Round 2: correct work lost its points when other gradings kept the cores busy. Limits
+    count the kernel's CPU seconds: a cell needing 4 s of CPU and a tested function needing
+    1 s a call pass a 6 s limit with both cores busy (where each takes about three times as
+    long on the wall clock), and a loop that needs more CPU than the limit still fails."""
+    release = nbformat.read(ROOT / "assignments" / "fix" / "fix.ipynb", as_version=4)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    from scenarios import fill
+
+    nbformat.write(fill(release, scale=BURN + "_burn(4)\ndef scale(x, k):\n    return x * k",
+                        relu=BURN + "def relu(x):\n    _burn(1)\n    return x.clamp(min=0)"), subs / "heavy.ipynb")
+    nbformat.write(fill(release, relu=BURN + "_burn(30)\ndef relu(x):\n    return x.clamp(min=0)"), subs / "too_heavy.ipynb")
+    busy = [subprocess.Popen([PY, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        time.sleep(1)
+        out = tmp_path / "out"
+        t0 = time.monotonic()
+        proc = subprocess.run([PY, "-m", "autograder", "grade", "fix", str(subs), "--root", str(ROOT), "--output",
+                               str(out), "--cell-timeout", "6", "--quiet"], capture_output=True, text=True,
+                              timeout=600, env={"DLCOURSE_THREADS": "1", "PATH": "/usr/bin:/bin"})
+        took = time.monotonic() - t0
+    finally:
+        for p in busy:
+            p.kill()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    j = journal(out)
+    assert sum(t["score"] for t in j["heavy"]["tests"]) == 5, j["heavy"]
+    too = j["too_heavy"]
+    assert sum(t["score"] for t in too["tests"]) == 3 and "s of CPU time" in json.dumps(too["diagnostics"]), too
+    print(f"graded under load in {took:.0f} s")

@@ -146,3 +146,113 @@ def test_setup_withholds_the_answers_in_a_students_kernel_but_not_in_the_grader(
     out = subprocess.run([sys.executable, "-c", code], env={**env, "DLCOURSE_GRADER_PROCESS": "1"},
                          capture_output=True, text=True)
     assert "AVAILABLE" in out.stdout, out.stderr
+
+
+def test_withheld_library_is_never_taken_from_a_shared_folder(tmp_path):
+    """Round 2: a copy planted in the shared scratch (e.g. /tmp) under the old predictable name
+    must not become the kernel's library; ours lives in a private, unguessable folder."""
+    import hashlib
+    import stat
+
+    from autograder.sandbox import library_location, private_scratch
+
+    src = library_location()
+    h = hashlib.sha256(b"a03-lenet")
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(src)).encode())
+            h.update(p.read_bytes())
+    planted = tmp_path / f"autograder-library-a03-lenet-{h.hexdigest()[:16]}" / "dlcourse"
+    planted.mkdir(parents=True)
+    (planted / "__init__.py").write_text("PLANTED = True\n")
+    lib = withheld_library("a03-lenet", tmp_path)
+    assert planted.parent not in (lib, *lib.parents)
+    private = private_scratch(tmp_path)
+    assert lib.parent == private and private.parent == tmp_path
+    st = os.lstat(private)
+    assert st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o711  # reachable, not listable
+    assert "PLANTED" not in (lib / "dlcourse" / "__init__.py").read_text()
+    # a copy someone else could write is rebuilt, never used
+    os.chmod(lib / "dlcourse", 0o777)
+    rebuilt = withheld_library("a03-lenet", tmp_path)
+    assert stat.S_IMODE(os.lstat(rebuilt / "dlcourse").st_mode) == 0o755
+
+
+def test_review_sees_every_way_a_cell_rebinds_an_instructor_name():
+    """Round 2: a tuple assignment rebound a kernel-only helper unnoticed."""
+    sneaky = {"tuple": "ProbeNet, other = MyNet, 1",
+              "starred": "*_, ProbeNet = [1, MyNet]",
+              "loop": "for ProbeNet in [MyNet]:\n    pass",
+              "walrus": "(ProbeNet := MyNet)",
+              "global": "def f():\n    global ProbeNet\n    ProbeNet = MyNet\nf()",
+              "import": "from mine import MyNet as ProbeNet",
+              "with": "with open('x') as ProbeNet:\n    pass"}
+    for how, src in sneaky.items():
+        flags = review({"cell 'accuracy'": src}, (), {"ProbeNet"})
+        assert any("redefines ProbeNet" in f for f in flags), how
+    # a local of the same name inside a function is not a rebinding
+    assert not any("redefines" in f for f in review({"c": "def f():\n    ProbeNet = 1\n    return ProbeNet"}, (), {"ProbeNet"}))
+
+
+def test_kernel_text_is_made_safe_for_each_place_it_is_shown():
+    from autograder.text import clean, markdown_inline, one_line
+
+    evil = "ok\r\x1b[2K\x1b[1A 28/28 \u202egnp.exe\x00\n| <b>x</b> [link](http://x)"
+    assert not any(ch in clean(evil) for ch in "\r\x1b\u202e\x00") and "\n" in clean(evil)
+    assert "\n" not in one_line(evil) and "\x1b" not in one_line(evil)
+    md = markdown_inline(evil)
+    assert "<b>" not in md and "](" not in md and "\\|" in md
+    assert len(clean("x" * 10_000)) == 3000
+
+
+def test_channel_writes_only_into_the_folder_it_opened(tmp_path):
+    """The grader's side of the channel, against links a kernel plants (no kernel needed to
+    plant them): requests are created exclusively, never through a link, and only in the
+    directory opened before the kernel started, even after the folder is swapped for a link."""
+    from autograder.remote import BadReply, KernelChannel
+
+    folder = tmp_path / "work" / ".grader"
+    folder.mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    victim.chmod(0o600)
+    channel = KernelChannel(client=None, folder=folder)
+    (folder / "req-planted").symlink_to(victim)
+    with pytest.raises(BadReply, match="changed the grader's folder"):
+        channel._write_request("planted", b"data", "a test")
+    assert victim.read_text() == "untouched" and victim.stat().st_mode & 0o777 == 0o600
+    # the folder renamed and replaced by a link to the victim's folder
+    folder.rename(tmp_path / "work" / "moved")
+    folder.symlink_to(tmp_path)
+    channel._write_request("abc", b"data", "a test")
+    assert (tmp_path / "work" / "moved" / "req-abc").read_bytes() == b"data"
+    assert not (tmp_path / "req-abc").exists()
+    # a reply planted as a link is refused, not followed
+    (tmp_path / "work" / "moved" / "rep-abc").symlink_to(victim)
+    with pytest.raises(BadReply, match="symbolic link"):
+        channel._read_reply("abc", {}, "a test")
+    channel.close()
+
+
+def test_in_place_changes_to_arguments_reach_the_graders_copies():
+    """Round 2: a check like `x0 = x.clone(); f(x); assert torch.equal(x, x0)` compared two grader
+    copies; the kernel's report of what the call did to its tensor arguments is mirrored."""
+    import torch
+
+    from autograder.agent import _tensor_args
+    from autograder.remote import BadReply, _mirror_changes
+
+    x, y, z = torch.ones(3), torch.zeros(2), torch.arange(4.0)
+    kernel_x, kernel_list = x.clone(), [y.clone()]
+    tracked = _tensor_args((kernel_x, kernel_list), {"w": z.clone()})
+    kernel_x.mul_(2)
+    kernel_list[0].add_(5)
+    changed = [[path, t] for path, t, v in tracked if t._version != v]
+    assert [p for p, _ in changed] == [["args", 0], ["args", 1, 0]]
+    args = (x, [y])
+    _mirror_changes(args, {"w": z}, changed, "f(x)")
+    assert torch.equal(x, torch.full((3,), 2.0)) and torch.equal(y, torch.full((2,), 5.0))
+    assert torch.equal(z, torch.arange(4.0))  # untouched arguments stay as they were
+    for forged in ([[["args", 7], torch.ones(3)]], [[["globals", 0], torch.ones(3)]], [["args", 0]]):
+        with pytest.raises(BadReply):
+            _mirror_changes(args, {}, forged, "f(x)")

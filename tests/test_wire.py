@@ -113,3 +113,16 @@ def test_truncated_deep_and_oversized_messages_are_refused():
         wire.loads(_message({"value": deep}))
     with pytest.raises(wire.WireError):
         wire.loads(good, max_bytes=10)
+
+
+def test_overlapping_tensor_entries_cannot_multiply_a_body():
+    """A forged reply: 1000 entries over one shared 1 MiB body would decode to 1 GB."""
+    n = 1 << 20
+    entry = {"$": "tensor", "dtype": "uint8", "shape": [n], "offset": 0, "nbytes": n}
+    header = json.dumps({"value": {"$": "tuple", "items": [entry] * 1000}}).encode()
+    forged = wire.MAGIC + struct.pack("<Q", len(header)) + header + bytes(n)
+    with pytest.raises(wire.WireError, match="more bytes than it may carry"):
+        wire.loads(forged, max_bytes=1 << 30)
+    # what an honest encoder sends (entries side by side) decodes in full, up to the body's size
+    honest = wire.loads(wire.dumps((torch.ones(1000), torch.zeros(3, 5, dtype=torch.int64))), max_bytes=1 << 20)
+    assert honest["value"][0].sum() == 1000 and honest["value"][1].shape == (3, 5)

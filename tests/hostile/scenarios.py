@@ -82,7 +82,7 @@ SCENARIOS = {
     "huge_output": (lambda r: fill(r, add="print('x' * 20_000_000)\ndef add(a, b):\n    return a + b"), 5, None, False),
     # --- code that harms the grading host
     "infinite_loop": (lambda r: fill(r, relu="while True:\n    pass"), 3, "time limit", False),
-    "slow_function": (lambda r: fill(r, relu="def relu(x):\n    while True:\n        pass"), 3, "did not finish within", False),
+    "slow_function": (lambda r: fill(r, relu="def relu(x):\n    while True:\n        pass"), 3, "s of CPU time", False),
     "os_exit": (lambda r: fill(r, scale="import os\nos._exit(0)"), 1, "kernel died", False),
     "segfault": (lambda r: fill(r, scale="import ctypes\nctypes.string_at(0)"), 1, "kernel died", FLAGGED),
     "memory_hog": (lambda r: fill(r, relu="hog = bytearray(8 * 1024**3)\ndef relu(x):\n    return x.clamp(min=0)"), 3, "MemoryError", False),
@@ -147,7 +147,45 @@ SCENARIOS = {
     "fake_output": (lambda r: fill(r, relu="def relu(x):\n    print('All tests passed')\n    return x\n"
                                           "print('test_relu passed: 2/2 points')"), 3, None, False),
     "sys_exit": (lambda r: fill(r, relu="import sys\nsys.exit(0)"), 3, None, False),
+    # --- round 2: one submission must cost only its own grade
+    # links planted where the grader writes its requests, and its folder swapped for a link to
+    # a bystander's folder: the grader (maybe root) must write through none of them (CANARY:
+    # a 0600 file outside every sandbox, checked unchanged by the test)
+    "channel_links": (lambda r: fill(r, relu="import os\nfor i in range(1, 300):\n"
+                                             "    os.symlink('CANARY', os.path.join('.grader', f'req-{i}'))\n"
+                                             "os.rename('.grader', '.grader-old')\nos.symlink(os.path.dirname('CANARY'), '.grader')\n"
+                                             "def relu(x):\n    return x.clamp(min=0)"), 3, "grader's request", False),
+    # thousands of cells each printing up to the per-cell cap: the notebook-wide cap holds
+    "output_flood": (lambda r: _many_cells(fill(r), 60, "print('z' * 200_000)"), 5, None, False),
+    # a forged reply whose thousand tensor entries all overlap one 48 MiB body
+    "forged_reply": (lambda r: fill(r, relu="import json, struct\nn = 48 * 1024 * 1024\n"
+                                            "entry = {'$': 'tensor', 'dtype': 'uint8', 'shape': [n], 'offset': 0, 'nbytes': n}\n"
+                                            "head = json.dumps({'value': {'$': 'tuple', 'items': [entry] * 1000}, 'status': 'ok', 'notes': []}).encode()\n"
+                                            "forged = b'DLCWIRE1' + struct.pack('<Q', len(head)) + head + bytes(n)\n"
+                                            "__dlcourse_grader__.wire.dumps = lambda *a, **k: forged\n"
+                                            "def relu(x):\n    return x.clamp(min=0)"), 3, "more bytes than it may carry", FLAGGED),
+    # a thread that publishes output without end (3 MB/s): every wait of the grader and the output it keeps
+    # are bounded, and the notebook is graded
+    "iopub_flood": (lambda r: fill(r, relu="import threading, time\ndef _spam():\n    while True:\n        print('y' * 65536)\n"
+                                           "        time.sleep(0.02)\n"
+                                           "threading.Thread(target=_spam, daemon=True).start()\n"
+                                           "def relu(x):\n    return x.clamp(min=0)"), 5, None, FLAGGED),
+    # text meant to redraw the instructor's terminal (carriage return, escape codes)
+    "terminal_escape": (lambda r: add_cell(fill(r, relu=BAD_RELU), "test_relu",
+                                           "raise RuntimeError('\\r\\x1b[2K\\x1b[1A' + 'terminal_escape   5/5   ok')"),
+                        3, "terminal_escape", False),
+    # subclasses sent as plain values: the agent's note must reach the flags
+    "lying_int_noted": (lambda r: fill(r, add="class Yes(int):\n    pass\ndef add(a, b):\n    return Yes(a + b)"),
+                        5, "subclass of int", True),
 }
+
+
+def _many_cells(nb, n, source):
+    for _ in range(n):
+        nb = add_cell(nb, "test_relu", source)
+    return nb
+
+
 def _edit_test(nb):
     for c in nb.cells:
         if c.metadata.get("nbgrader", {}).get("grade_id") == "test_relu":
@@ -155,7 +193,7 @@ def _edit_test(nb):
     return nb
 
 
-def build(name, release, folder, port=0):
+def build(name, release, folder, port=0, canary=None):
     builder = SCENARIOS[name][0]
     nb = builder(release)
     path = folder / f"{name}.ipynb"
@@ -163,5 +201,7 @@ def build(name, release, folder, port=0):
         path.write_text(nb)
     else:
         text = nbformat.writes(nb).replace("PORT", str(port))
+        if canary is not None:
+            text = text.replace("CANARY", str(canary))
         path.write_text(text)
     return path
