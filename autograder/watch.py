@@ -380,7 +380,9 @@ class Watcher:
     # -------------------------------------------------------------- the loop
     def run(self) -> int:
         stop = []
+        # JupyterHub stops a managed service with SIGTERM or SIGINT: finish the look, stop the gradings
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+        signal.signal(signal.SIGINT, lambda *_: stop.append(True))
         _log(f"watching {', '.join(self.args.assignments)} in {self.args.exchange}/{self.args.course_id} "
              f"every {self.args.interval:g} s; at most {self.rate} per student; {max(1, self.args.workers)} "
              f"worker(s), {self.wall:g} s per grading; feedback detail: {self.args.detail}")

@@ -169,7 +169,8 @@ def test_book_hub_button_pulls_the_course_and_opens_the_notebook(course, browser
     context, page = _logged_in(browser, course, STUDENT)
     page.goto(url, wait_until="load")
     page.wait_for_url(f"**/user/{STUDENT}/lab/tree/dlcourse-site/{notebook}", timeout=120_000)
-    page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
+    # the visible panel: JupyterLab may also restore, hidden, the notebook this student had open before
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden)", timeout=120_000)
     tabs = _tab_labels(page)
     context.close()
     assert f"{ASSIGNMENT}.ipynb" in tabs, tabs
