@@ -28,6 +28,8 @@ import sys
 import nbformat
 import pytest
 
+from suite_helpers import require_or_skip
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book-build")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,7 +68,7 @@ def _notebook(path: pathlib.Path, cells: list, prefetch: list[str] | None = None
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
     if not (VENV / "bin" / "jupyter-book").exists() or not shutil.which("make"):
-        pytest.skip("needs make and the repository's .venv with jupyter-book")
+        require_or_skip("needs make and the repository's .venv with jupyter-book (`make venv`)")
     root = tmp_path_factory.mktemp("guarded-book")
     shutil.copy(ROOT / "Makefile", root / "Makefile")
     (root / "book" / "_tools").mkdir(parents=True)

@@ -6,7 +6,6 @@ internet: the "offline" cases point at a loopback port on which nothing listens.
 """
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import http.server
@@ -15,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -24,17 +22,14 @@ import torch
 from dlcourse import datasets
 from dlcourse.datasets import fetching as fetch_mod
 from dlcourse.datasets.registry import load_registry, parse_registry
+from suite_helpers import LoopbackServer, require_or_skip
 
 pytestmark = pytest.mark.network
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep test output clean
-        pass
-
     def do_GET(self):
-        self.server.requests.append(self.path)
-        cut = self.server.cut_off.get(self.path.lstrip("/"))
+        cut = self.server.owner.cut_offs.get(self.path.lstrip("/"))
         if cut is None:
             return super().do_GET()
         # Announce the whole file but send only `cut` bytes, then close the connection.
@@ -47,30 +42,16 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.close_connection = True
 
 
-class LoopbackServer:
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        handler = functools.partial(_Handler, directory=str(self.root))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.requests = []
-        self.httpd.cut_off = {}
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+class MirrorServer(LoopbackServer):
+    """The shared loopback server over a copy of the mirror, able to cut a transfer short."""
 
-    @property
-    def requests(self) -> list[str]:
-        return self.httpd.requests
+    def __init__(self, root: Path):
+        super().__init__(directory=root, handler=_Handler)
+        self.root = Path(root)
+        self.cut_offs: dict[str, int] = {}
 
     def cut_off(self, relpath: str, nbytes: int) -> None:
-        self.httpd.cut_off[relpath] = nbytes
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.cut_offs[relpath] = nbytes
 
 
 def closed_port_url() -> str:
@@ -109,7 +90,7 @@ def served(tmp_path):
     shutil.copytree(SHARED, root)
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
-    with LoopbackServer(root) as server:
+    with MirrorServer(root) as server:
         yield server
 
 
@@ -285,7 +266,7 @@ def test_read_only_cache_falls_back_to_a_writable_folder(served, tmp_path):
     elif shutil.which("bwrap"):
         cmd = ["bwrap", "--dev-bind", "/", "/", "--ro-bind", str(cache), str(cache), sys.executable, "-c", code]
     else:
-        pytest.skip("running as root without bwrap: cannot make a read-only folder")
+        require_or_skip("running as root without bwrap: cannot make a read-only folder")
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     path = Path(out.stdout.strip().splitlines()[-1])
@@ -323,7 +304,7 @@ def test_full_training_set_path_with_fake_data(tmp_path, env, monkeypatch):
     registry = tmp_path / "fake-registry.txt"
     registry.write_text("\n".join(lines) + "\n")
     monkeypatch.setenv("DLCOURSE_DATA_REGISTRY", str(registry))
-    with LoopbackServer(root) as server:
+    with MirrorServer(root) as server:
         monkeypatch.setenv("DLCOURSE_DATA_URL", server.url)
         splits = datasets.mnist_splits(seed=3, val_size=50, source="full")
     assert splits.source == "full" and len(splits.train) == 250 and len(splits.val) == 50

@@ -14,17 +14,17 @@ import nbformat
 import pytest
 
 from autograder.demo import fill_release, load_assignment, solution_answers
-from autograder.sandbox import data_locations
+from suite_helpers import require_data
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grade-data")]
 
 
 def test_correct_a03_scores_full_marks_in_the_sandbox(tmp_path):
-    mirror, _ = data_locations()
-    if mirror is None:
-        pytest.skip("needs the offline mirror (../shared/data) or a cached MNIST")
     source, release, name = load_assignment(ROOT, "a03-lenet")
+    # skip only when the library cannot get the MNIST files a03 declares (a cached copy counts:
+    # the grader mounts the cache as well as the mirror into the sandbox)
+    require_data(source.metadata["dlcourse"]["prefetch"])
     subs = tmp_path / "subs"
     subs.mkdir()
     nbformat.write(fill_release(release, solution_answers(source), keep=set(solution_answers(source))),

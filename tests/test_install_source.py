@@ -15,15 +15,12 @@ Needs the built book with the wheel in it (`make book`; BOOK_HTML points elsewhe
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import importlib.metadata
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import nbformat
@@ -31,6 +28,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from autograder import publish, setup_cell
+from suite_helpers import LoopbackServer, require_or_skip
 
 pytestmark = [pytest.mark.site, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,24 +43,15 @@ def site() -> Path:
     folder = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html")).resolve()
     wheel = folder / publish.WHEEL_SITE_DIR / publish.wheel_name(publish.project_version())
     if not wheel.is_file():
-        pytest.skip(f"no course library wheel in the built site ({wheel}): build the book (`make book`)")
+        require_or_skip(f"no course library wheel in the built site ({wheel}): build the book (`make book`)")
     return folder
 
 
 @pytest.fixture(scope="module")
 def served(site):
     """The built site on loopback, with a log of the paths requested."""
-    requested: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            requested.append(self.path)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", requested
-    server.shutdown()
-    server.server_close()
+    with LoopbackServer(directory=site) as server:
+        yield server.url + "/", server.requests
 
 
 def _closure(names: list[str]) -> list[importlib.metadata.Distribution]:

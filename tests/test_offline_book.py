@@ -12,16 +12,16 @@ tests of this module (module-scoped fixture).
 """
 from __future__ import annotations
 
-import functools
 import http.server
 import pathlib
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 
 import nbformat
 import pytest
+
+from suite_helpers import LoopbackServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("offline-book")]
 
@@ -31,16 +31,12 @@ NOTEBOOKS = sorted(p.relative_to(ROOT).as_posix() for c in ("01-convolution", "0
 
 
 class _NotFound(http.server.BaseHTTPRequestHandler):
-    """Answers 404 to everything and records the path (a network on which no download works)."""
+    """Answers 404 to everything (a network on which no download works; the server records the paths)."""
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
-        self.server.requests.append(self.path)
         self.send_error(404)
 
     do_HEAD = do_GET
-
-    def log_message(self, *args):
-        pass
 
 
 @dataclass
@@ -70,33 +66,27 @@ def offline_runs(tmp_path_factory) -> dict[str, Run]:
     tmp = tmp_path_factory.mktemp("offline")
     (tmp / "cache").mkdir()
     (tmp / "tmp").mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
-    server.requests = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {"DLCOURSE_DATA_MIRROR": str(tmp / "no-mirror"), "DLCOURSE_DATA_DIR": str(tmp / "cache"),
-           "TMPDIR": str(tmp / "tmp"), "DLCOURSE_DATA_URL": f"http://127.0.0.1:{server.server_address[1]}",
-           "DLCOURSE_THREADS": "1", "OMP_NUM_THREADS": "1", "DLCOURSE_PROGRESS": "0"}
     runs = {}
-    try:
-        with pytest.MonkeyPatch.context() as mp:  # the kernels inherit this environment
-            for key, value in env.items():
-                mp.setenv(key, value)
-            for key in ("DLCOURSE_OFFLINE", "DLCOURSE_DATA_REGISTRY", "MPLBACKEND"):
-                mp.delenv(key, raising=False)
-            for rel in NOTEBOOKS:
-                path = ROOT / rel
-                nb = nbformat.read(str(path), as_version=4)
-                before, start, error = len(server.requests), time.perf_counter(), None
-                client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                                        resources={"metadata": {"path": str(path.parent)}})
-                try:
-                    client.execute()
-                except CellExecutionError as exc:
-                    error = str(exc)
-                runs[rel] = Run(nb, time.perf_counter() - start, error, server.requests[before:])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackServer(handler=_NotFound) as server, pytest.MonkeyPatch.context() as mp:
+        env = {"DLCOURSE_DATA_MIRROR": str(tmp / "no-mirror"), "DLCOURSE_DATA_DIR": str(tmp / "cache"),
+               "TMPDIR": str(tmp / "tmp"), "DLCOURSE_DATA_URL": server.url,
+               "DLCOURSE_THREADS": "1", "OMP_NUM_THREADS": "1", "DLCOURSE_PROGRESS": "0"}
+        # the kernels inherit this environment
+        for key, value in env.items():
+            mp.setenv(key, value)
+        for key in ("DLCOURSE_OFFLINE", "DLCOURSE_DATA_REGISTRY", "MPLBACKEND"):
+            mp.delenv(key, raising=False)
+        for rel in NOTEBOOKS:
+            path = ROOT / rel
+            nb = nbformat.read(str(path), as_version=4)
+            before, start, error = len(server.requests), time.perf_counter(), None
+            client = NotebookClient(nb, timeout=300, kernel_name="python3",
+                                    resources={"metadata": {"path": str(path.parent)}})
+            try:
+                client.execute()
+            except CellExecutionError as exc:
+                error = str(exc)
+            runs[rel] = Run(nb, time.perf_counter() - start, error, server.requests[before:])
     for rel, run in runs.items():
         print(f"offline: {rel} ran in {run.seconds:.1f} s, {len(run.requests)} download attempts")
     return runs

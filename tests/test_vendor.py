@@ -7,8 +7,9 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import yaml
+
+from suite_helpers import require_or_skip
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "book" / "_vendor"
@@ -25,7 +26,7 @@ def test_every_package_is_locked_with_a_sha512_hash():
 
 def test_fetch_refuses_a_tarball_whose_hash_differs_from_the_lock(tmp_path):
     if shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
+        require_or_skip("npm is not installed (apt-get install npm, or `make system-deps`)")
     copy = tmp_path / "_vendor"
     shutil.copytree(VENDOR, copy, ignore=shutil.ignore_patterns("static", "node_modules"))
     lock_path = copy / "package-lock.json"
@@ -46,6 +47,6 @@ def test_config_loads_only_files_that_the_build_serves():
     assert not [s for s in scripts if "://" in s], scripts
     static_dirs = [ROOT / p for p in config["html_static_path"]] + [ROOT / "book" / "_ext" / "static"]
     if not (VENDOR / "static" / "offline" / ".stamp.json").exists():
-        pytest.skip("book/_vendor/fetch.py has not run (make book runs it)")
+        require_or_skip("book/_vendor/fetch.py has not run (`make vendor`; make book and make test run it)")
     for script in scripts:
         assert any((d / script).is_file() for d in static_dirs), f"{script} is not in {static_dirs}"
