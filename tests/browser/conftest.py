@@ -1,9 +1,12 @@
 """Fixtures of the browser tests: the built book served on loopback, and headless Chromium.
 
 The book (``_build/html``, or ``$BOOK_HTML``) is served by a real ``http.server`` on
-127.0.0.1 in a thread. Chromium (the system one, ``/usr/bin/chromium`` or ``$CHROMIUM``)
-is driven by Playwright. Every request to a host other than 127.0.0.1 is recorded and
-aborted: the site must work inside a firewall, so any such request is a failure.
+127.0.0.1 in a thread (``suite_helpers.LoopbackServer``). Chromium (the system one,
+``/usr/bin/chromium`` or ``$CHROMIUM``) is driven by Playwright (``suite_helpers.chromium``).
+Without the built book or Chromium the tests skip, except in CI as root, where `make test`
+provides both and their absence fails (``suite_helpers.require_or_skip``). Every request
+to a host other than 127.0.0.1 is recorded and aborted: the site must work inside a
+firewall, so any such request is a failure.
 
 Every page in the table of contents is visited once per session (``visits``), and what
 happened there (console errors, failed requests, outside requests, images without alt
@@ -12,54 +15,34 @@ text) is kept for the tests to judge; a screenshot of each page goes to
 """
 from __future__ import annotations
 
-import functools
-import http.server
-import os
 import pathlib
-import shutil
-import threading
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import pytest
 
-from site_helpers import CHROMIUM_ARGS, PHONE_VIEWPORT, site_dir, toc_pages
+from site_helpers import PHONE_VIEWPORT, site_dir, toc_pages
+from suite_helpers import LoopbackServer, chromium, require_or_skip
 
 
 @pytest.fixture(scope="session")
 def site() -> pathlib.Path:
     folder = site_dir()
     if not (folder / "index.html").is_file():
-        pytest.skip(f"the book is not built in {folder} (run `make book`, or set BOOK_HTML)")
+        require_or_skip(f"the book is not built in {folder} (run `make book`, or set BOOK_HTML)")
     return folder
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="session")
 def base_url(site):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with LoopbackServer(directory=site) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
 def browser():
-    executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not pathlib.Path(executable).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium, or `make system-deps`)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @dataclass
@@ -76,6 +59,9 @@ class Visit:
     math_elements: int = 0
     mathjax_containers: int = 0
     mathjax_errors: int = 0
+    heading: str = ""                      # the first <h1> of the page's content, as rendered
+    page_size: tuple[int, int] = (0, 0)    # the laid-out document's width and height, CSS pixels
+    screenshot: pathlib.Path | None = None  # full-page screenshot (written by `visits`)
 
 
 class Session:
@@ -157,7 +143,13 @@ def visits(site, session) -> dict[str, Visit]:
         visit.math_elements = page.locator("main .math").count()
         visit.mathjax_containers = page.locator("main mjx-container").count()
         visit.mathjax_errors = page.locator("main mjx-merror").count()
-        page.screenshot(path=str(shots / (doc.replace("/", "__") + ".png")), full_page=True)
+        headings = page.locator("main h1")
+        visit.heading = headings.first.inner_text() if headings.count() else ""
+        visit.page_size = tuple(page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"))
+        visit.screenshot = shots / (doc.replace("/", "__") + ".png")
+        visit.screenshot.unlink(missing_ok=True)  # a stale file from an earlier run must not pass for this one
+        page.screenshot(path=str(visit.screenshot), full_page=True)
         page.close()
         result[doc] = visit
     return result

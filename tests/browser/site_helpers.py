@@ -10,8 +10,6 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # A common phone's viewport in CSS pixels (width, height): the width the book must fit.
 PHONE_VIEWPORT = (390, 844)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 def site_dir() -> pathlib.Path:

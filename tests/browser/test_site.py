@@ -9,6 +9,7 @@ import pathlib
 import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import nbformat
 import pytest
 import torch
 
@@ -50,10 +51,36 @@ def test_equations_render_as_math(visits):
         assert v.mathjax_errors == 0, f"{doc}: {v.mathjax_errors} TeX errors (mjx-merror)"
 
 
-def test_screenshots_of_chapter_pages_are_written(visits, site):
+def _source_title(doc: str) -> str:
+    """The first level-1 heading of a page's source (.md, or an .ipynb's first markdown cell)."""
+    md, nb = ROOT / f"{doc}.md", ROOT / f"{doc}.ipynb"
+    if md.is_file():
+        text = md.read_text()
+    else:
+        text = next(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "markdown")
+    found = re.search(r"^# (.+)$", text, re.M)
+    assert found, f"{doc}: no '# title' in its source"
+    return found.group(1).strip()
+
+
+def test_chapter_pages_show_their_title_and_render_visibly(visits):
+    """What the reader sees: the page's own title as its heading, and a screenshot of the whole
+    laid-out page that is not blank (the screenshots are kept for people to look at)."""
+    from PIL import Image
+
     for doc in CHAPTER_PAGES:
-        shot = site.parent / "screenshots" / (doc.replace("/", "__") + ".png")
-        assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot of {doc} at {shot}"
+        visit = visits[doc]
+        # the theme appends a permalink sign ("#" or "¶") to the heading's text
+        heading = re.sub(r"\s*[#¶]\s*$", "", visit.heading).strip()
+        assert heading == _source_title(doc), f"{doc}: the page's heading is {visit.heading!r}"
+        assert visit.screenshot is not None and visit.screenshot.is_file(), f"{doc}: no screenshot"
+        with Image.open(visit.screenshot) as shot:
+            # full page: the image is the whole document as Chromium laid it out (device scale 1)
+            assert shot.size == visit.page_size, (doc, shot.size, visit.page_size)
+            # not blank: more than 1% of the pixels differ from the most common (background) shade
+            grey = shot.convert("L").histogram()
+            ink = 1 - max(grey) / (shot.width * shot.height)
+            assert ink > 0.01, f"{doc}: the screenshot is {100 * (1 - ink):.1f}% one shade"
 
 
 # ---------------------------------------------------------------- convolution explorer
