@@ -22,8 +22,10 @@ variables, with the defaults of a real installation:
   DLCOURSE_WATCH_DETAIL      what feedback shows: full, names or scores (default names)
   DLCOURSE_WATCH_INTERVAL    seconds between looks at the exchange (default 5)
   DLCOURSE_WATCH_WORKERS     students graded at once, each in its own process (default 1; about one per two cores)
-  DLCOURSE_WATCH_PYTHON      the interpreter of the watch service (default: the hub's); one that uid
-                             65534 can read (a venv under /opt, not /root) is needed for kernels as `nobody`
+  DLCOURSE_WATCH_PYTHON      the interpreter of the watch service (default: the users' environment's,
+                             DLCOURSE_USER_ENV/bin/python); it must be one that uid 65534 can read, with the
+                             course (library and autograder) installed in it, for kernels as `nobody`
+  DLCOURSE_DATA_DIR          the data sets' cache the watch's kernels read (default /opt/dlcourse/data)
 
 Choices, and why:
 
@@ -41,10 +43,21 @@ Choices, and why:
   JUPYTER_CONFIG_PATH, which turns them back on.
 - Grading on submission: `autograder watch` as a hub-managed service, started and stopped
   with the hub, running as the hub's user (root) so that its sandbox can drop each kernel
-  to the `nobody` user. Root never follows a student's link: every path in the exchange is
-  opened component by component without following links (autograder.safefs), and what the
-  service writes is private (umask 077). Its interpreter (DLCOURSE_WATCH_PYTHON) must be
-  readable by uid 65534, or the sandbox falls back to the weaker "bwrap" level.
+  to the `nobody` user (uid 65534) before bubblewrap: the "bwrap+nobody" level. Root never
+  follows a student's link: every path in the exchange is opened component by component
+  without following links (autograder.safefs), and what the service writes is private
+  (umask 077).
+- The watch's interpreter: by default the users' environment's. bubblewrap runs as uid
+  65534 and mounts the interpreter, the installed course (library and autograder) and the
+  data cache read-only; all three must be readable by that uid, or the sandbox falls back
+  to the weaker "bwrap" level (or, for a data file, the kernel cannot load it). The users'
+  environment is readable by every account by construction, holds the course from the
+  book's wheel (not the instructor's private clone), and is what the students' own
+  kernels run, so a notebook is graded with the packages it was written against. The
+  service runs from "/", so that `-m autograder` never imports a checkout in the hub's
+  working folder. The data cache (DLCOURSE_DATA_DIR) is made at hub start if missing and
+  everything in it readable by all (`ensure_data`): the data sets are public, and a file
+  the grader downloaded as root is private (0600) until then.
 - The exchange: the root 1777 (nbgrader's commands insist that it is writable by all; the
   sticky bit keeps students from renaming or replacing the course's folder), the course's
   folder made by the instructor before students log in (see the guide). `ensure_exchange`
@@ -53,7 +66,7 @@ Choices, and why:
 import grp
 import os
 import pwd
-import sys
+import stat
 from pathlib import Path
 
 c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
@@ -72,6 +85,7 @@ STUDENTS = setting("DLCOURSE_STUDENT_GROUP", "dlcourse-students")
 INSTRUCTORS = setting("DLCOURSE_INSTRUCTOR_GROUP", "dlcourse-instructors")
 STATE = Path(setting("DLCOURSE_HUB_STATE", "/srv/jupyterhub"))
 PROXY = setting("DLCOURSE_PROXY", str(HERE / "node_modules" / ".bin" / "configurable-http-proxy"))
+DATA = Path(setting("DLCOURSE_DATA_DIR", "/opt/dlcourse/data"))
 
 # ---------------------------------------------------------------- the hub itself
 STATE.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -160,17 +174,44 @@ except KeyError:  # the instructor group does not exist yet: the guide's step 3 
     pass
 
 # ---------------------------------------------------------------- grading on submission
+def ensure_data(folder: Path) -> None:
+    """The data sets' cache of the watch's kernels, readable by all (as root, at hub start).
+
+    The kernels have no network: the grader fetches what an assignment declares into this
+    folder first, and bubblewrap, already running as uid 65534, mounts it read-only. A folder
+    there that uid 65534 cannot enter stops every kernel at start; a file it cannot read
+    fails the data's loading. The data sets are public, so every folder there is made
+    readable and searchable by all, every file readable by all (nothing is made writable);
+    links are neither followed nor changed. The folder's parents must be searchable by all.
+    """
+    if os.geteuid() != 0:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for top, _, files in os.walk(folder):  # each real folder once; linked ones are not entered
+        for path in [top, *(os.path.join(top, name) for name in files)]:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                os.chmod(path, stat.S_IMODE(st.st_mode) | 0o555)
+            elif stat.S_ISREG(st.st_mode):
+                os.chmod(path, stat.S_IMODE(st.st_mode) | 0o444)
+
+
 WATCH = [a for a in setting("DLCOURSE_WATCH", "").split(",") if a.strip()]
 if WATCH:
+    ensure_data(DATA)
     c.JupyterHub.services = [{
         "name": "autograder-watch",
-        "command": [setting("DLCOURSE_WATCH_PYTHON", sys.executable), "-m", "autograder", "watch", *WATCH,
-                    "--exchange", EXCHANGE, "--course-id", COURSE_ID,
+        "command": [setting("DLCOURSE_WATCH_PYTHON", str(USER_ENV / "bin" / "python")), "-m", "autograder", "watch",
+                    *WATCH, "--exchange", EXCHANGE, "--course-id", COURSE_ID,
                     "--root", setting("DLCOURSE_WATCH_ROOT", "/srv/dlcourse"),
                     "--output", setting("DLCOURSE_WATCH_OUTPUT", "/srv/autograder"),
                     "--rate", setting("DLCOURSE_WATCH_RATE", "3/1h"),
                     "--detail", setting("DLCOURSE_WATCH_DETAIL", "names"),
                     "--interval", setting("DLCOURSE_WATCH_INTERVAL", "5"),
                     "--workers", setting("DLCOURSE_WATCH_WORKERS", "1")],
-        "environment": {"DLCOURSE_THREADS": "1", "PYTHONUNBUFFERED": "1"},
+        # "/": `-m autograder` imports the interpreter's own installation, never a checkout that
+        # happens to be the hub's working folder
+        "cwd": "/",
+        "environment": {"DLCOURSE_THREADS": "1", "PYTHONUNBUFFERED": "1", "DLCOURSE_DATA_DIR": str(DATA),
+                        "PATH": "/usr/local/bin:/usr/bin:/bin"},
     }]

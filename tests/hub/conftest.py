@@ -5,8 +5,13 @@ What an instructor setting up a course on one machine does, done by the fixture:
 - local accounts: an instructor and three students, in the Unix groups the hub admits
   (made with useradd; removed afterwards);
 - the users' environment (hub/jupyterhub_config.py's DLCOURSE_USER_ENV): an interpreter
-  every user can run, this project's packages, the course library installed from the wheel
-  the book publishes, and the course's settings from hub/image/;
+  every user can run, this project's packages, the course (library and autograder)
+  installed from the wheel the book publishes, and the course's settings from hub/image/;
+  readable by all, uid 65534 included, so it is also the watch service's interpreter (the
+  configuration's default), and the service's kernels run at the "bwrap+nobody" level;
+- the data cache of the watch's kernels (DLCOURSE_DATA_DIR): MNIST's test set copied from
+  this machine's cache or offline mirror (never downloaded), left private (folder 0700,
+  files 0600) as a download by root leaves it, for the hub to make readable at start;
 - nbgrader's exchange: its root 1777 (writable by all, as nbgrader insists, with the sticky
   bit), the course's folders made by hub/jupyterhub_config.py's `ensure_exchange` at hub
   start (the course folder the instructor's, inbound 3733, feedback 0711);
@@ -17,7 +22,8 @@ What an instructor setting up a course on one machine does, done by the fixture:
   minutes, feedback showing test names only, a look at the exchange every 2 s).
 
 Needs root (local accounts, servers spawned as other users) and configurable-http-proxy
-(`make hub-deps`); skips with the reason otherwise.
+(`make hub-deps`); skips with the reason otherwise (fails instead in CI as root, where
+`make test` installs them: suite_helpers.require_or_skip).
 """
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ from pathlib import Path
 import pytest
 
 import hubkit
-from scenario import (ASSIGNMENT, COURSE_ID, INSTRUCTOR, INSTRUCTOR_GROUP, STUDENT_GROUP, STUDENTS, WATCH_DETAIL,
+from suite_helpers import require_or_skip
+from scenario import (ASSIGNMENT, COURSE_ID, DATA_SETS, INSTRUCTOR, INSTRUCTOR_GROUP, STUDENT_GROUP, STUDENTS, WATCH_DETAIL,
                       WATCH_INTERVAL, WATCH_RATE, WATCH_WORKERS)
 
 ROOT = hubkit.ROOT
@@ -51,6 +58,8 @@ class Course:
     watch_output: Path
     course_dir: Path
     password: str
+    user_env: Path
+    data_dir: Path
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -70,6 +79,29 @@ def _skip_reason() -> str | None:
         return (f"no Python {sys.version_info[0]}.{sys.version_info[1]} that every user can run "
                 "(install Debian's python3, or put the interpreter where others can reach it)")
     return None
+
+
+def _data_cache(folder: Path) -> Path:
+    """The data cache of the watch's kernels, as root leaves it after fetching MNIST's test set.
+
+    Copied from this machine's own cache or offline mirror when there (never downloaded;
+    absent, the folder stays empty and the test that reads it skips), private as a download
+    by root is (the library writes 0600 files, the grader runs with umask 077): the hub's
+    configuration must make it readable for the kernels, which run as uid 65534.
+    """
+    from dlcourse.datasets.fetching import mirror_dir, preferred_cache_dir
+    from dlcourse.datasets.registry import registry_entry
+
+    for name in DATA_SETS:
+        entry = registry_entry(name)
+        for where in (preferred_cache_dir(), mirror_dir()):
+            if where is not None and (where / entry.path).is_file():
+                (folder / entry.path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(where / entry.path, folder / entry.path)
+                break
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    return folder
 
 
 def _wheel(folder: Path) -> Path:
@@ -98,7 +130,7 @@ def _course_copy(home: Path, owner: str) -> Path:
 def course():
     reason = _skip_reason()
     if reason:
-        pytest.skip(reason)
+        require_or_skip(reason)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="dlcourse-hubtest-", dir="/var/tmp"))
@@ -119,6 +151,9 @@ def course():
         exchange.chmod(0o1777)
         course_dir = _course_copy(homes[INSTRUCTOR], INSTRUCTOR)
         watch_output = root / "autograder-watch"
+        data = root / "data"
+        data.mkdir()
+        _data_cache(data)
         hub = hubkit.Hub(root, {
             "DLCOURSE_USER_ENV": str(env), "DLCOURSE_EXCHANGE": str(exchange), "DLCOURSE_COURSE_ID": COURSE_ID,
             "DLCOURSE_STUDENT_GROUP": STUDENT_GROUP, "DLCOURSE_INSTRUCTOR_GROUP": INSTRUCTOR_GROUP,
@@ -126,7 +161,8 @@ def course():
             "DLCOURSE_WATCH_ROOT": str(course_dir), "DLCOURSE_WATCH_OUTPUT": str(watch_output),
             "DLCOURSE_WATCH_RATE": WATCH_RATE, "DLCOURSE_WATCH_DETAIL": WATCH_DETAIL,
             "DLCOURSE_WATCH_INTERVAL": WATCH_INTERVAL, "DLCOURSE_WATCH_WORKERS": WATCH_WORKERS,
-            "DLCOURSE_THREADS": "1"})
+            # DLCOURSE_WATCH_PYTHON unset: the users' environment, the configuration's default
+            "DLCOURSE_DATA_DIR": str(data), "DLCOURSE_THREADS": "1"})
         timings["setup: accounts, users' environment"] = time.monotonic() - t0
         t1 = time.monotonic()
         hub.start()
@@ -142,7 +178,7 @@ def course():
         with ThreadPoolExecutor(len(clients)) as pool:  # everyone logs in at the start of the lab session
             list(pool.map(up, clients.values()))
         timings["log in and start 4 servers"] = time.monotonic() - t1
-        yield Course(root, hub, clients, exchange, watch_output, course_dir, password, timings)
+        yield Course(root, hub, clients, exchange, watch_output, course_dir, password, env, data, timings)
     except Exception:
         if hub is not None:
             print(f"--- jupyterhub log (tail) ---\n{hub.tail(120)}", file=sys.stderr)

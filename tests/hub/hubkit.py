@@ -144,6 +144,29 @@ def run_as(user: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd="/", **kw)
 
 
+def as_nobody(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command as uid/gid 65534 with no other groups (what the sandbox's setpriv does), from "/"."""
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd],
+                          capture_output=True, text=True, cwd="/", env=env or {"PATH": "/usr/bin:/bin"})
+
+
+def processes(*words: str) -> list[dict]:
+    """Running processes whose command line holds every one of `words` as an argument:
+    [{"pid", "argv", "cwd"}] (read from /proc, as root)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = Path(entry.path, "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            cwd = os.readlink(Path(entry.path, "cwd"))
+        except OSError:  # gone meanwhile
+            continue
+        if all(word in argv for word in words):
+            found.append({"pid": int(entry.name), "argv": argv, "cwd": cwd})
+    return found
+
+
 # ---------------------------------------------------------------- the hub
 def free_port() -> int:
     with socket.socket() as s:

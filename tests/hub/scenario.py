@@ -10,3 +10,6 @@ STUDENTS = {"dlct-alice": "correct", "dlct-bob": "partial", "dlct-mallory": "hos
 # the watch service: one grading per student per 10 minutes, feedback showing test names
 # only, a look at the exchange every 2 seconds, two notebooks graded at once
 WATCH_RATE, WATCH_DETAIL, WATCH_INTERVAL, WATCH_WORKERS = "1/10m", "names", "2", "2"
+# what the watch's kernels may need of the data cache (a03 and later prefetch MNIST's test set;
+# a01 needs none): the hub test puts a copy there as root leaves a download, private
+DATA_SETS = ("mnist-test-images", "mnist-test-labels")

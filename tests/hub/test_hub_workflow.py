@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import pytest
 
-from scenario import ASSIGNMENT, COURSE_ID, STUDENTS, WATCH_INTERVAL
+import hubkit
+from scenario import ASSIGNMENT, COURSE_ID, DATA_SETS, STUDENTS, WATCH_INTERVAL
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
 NOTEBOOK = f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
@@ -238,6 +239,52 @@ def test_watch_grades_each_submission_and_the_student_fetches_it(submitted):
     modes = {oct(p.stat().st_mode & 0o777) for p in [course.watch_output, *course.watch_output.rglob("*")]
              if not p.is_symlink()}
     assert modes <= {"0o700", "0o600"}, modes
+
+
+def test_the_watch_runs_every_kernel_as_nobody(submitted):
+    """The strongest isolation level is the one that runs on the hub.
+
+    The service runs the users' environment's interpreter (the configuration's default),
+    from "/", so that `-m autograder` imports nothing from a checkout; uid 65534 can run that
+    interpreter and import the course installed in it (from the wheel, not the instructor's
+    private clone); and each of the service's gradings says that it ran its kernel at the
+    "bwrap+nobody" level: dropped to uid 65534 with setpriv, then bubblewrap."""
+    course, _, _ = submitted
+    python = str(course.user_env / "bin" / "python")
+    watch = hubkit.processes("autograder", "watch", str(course.watch_output))
+    assert len(watch) == 1, watch
+    assert watch[0]["argv"][:4] == [python, "-m", "autograder", "watch"] and watch[0]["cwd"] == "/", watch
+    environ = dict(item.split("=", 1) for item in
+                   open(f"/proc/{watch[0]['pid']}/environ", "rb").read().decode().split("\0") if "=" in item)
+    assert environ.get("DLCOURSE_DATA_DIR") == str(course.data_dir), environ
+    seen = hubkit.as_nobody([python, "-c", "import autograder, dlcourse; print(autograder.__file__, dlcourse.__file__)"])
+    assert seen.returncode == 0, seen.stderr
+    assert all(path.startswith(f"{course.user_env}/") for path in seen.stdout.split()), seen.stdout
+    for name in STUDENTS:
+        work = course.watch_output / "work" / ASSIGNMENT / name
+        meta = json.loads((work / "grading" / "meta.json").read_text())
+        assert meta["isolation"] == "bwrap+nobody", (name, meta)
+        journal = [json.loads(line) for line in (work / "grading" / "journal.jsonl").read_text().splitlines()]
+        assert journal and {entry["isolation"] for entry in journal} == {"bwrap+nobody"}, (name, journal)
+        assert "isolation: bwrap+nobody" in (work / "grade.log").read_text(errors="replace"), name
+
+
+def test_the_kernels_data_cache_is_readable_by_nobody(course):
+    """MNIST's test set, put into the data cache private (folder 0700, files 0600) as a
+    download by root leaves it, is found there and read by uid 65534 once the hub has
+    started (hub/jupyterhub_config.py's `ensure_data`)."""
+    from dlcourse.datasets.registry import registry_entry
+
+    paths = {name: course.data_dir / registry_entry(name).path for name in DATA_SETS}
+    if not all(path.is_file() for path in paths.values()):
+        pytest.skip("no copy of MNIST's test set in this machine's data cache or offline mirror to put there")
+    code = f"from dlcourse.datasets import locate\nfor name in {DATA_SETS!r}:\n    print(name, *locate(name, progress=False))"
+    seen = hubkit.as_nobody([str(course.user_env / "bin" / "python"), "-c", code],
+                            {"PATH": "/usr/bin:/bin", "DLCOURSE_DATA_DIR": str(course.data_dir),
+                             "DLCOURSE_DATA_MIRROR": "none", "DLCOURSE_OFFLINE": "1"})
+    assert seen.returncode == 0, seen.stderr
+    for name, path in paths.items():
+        assert f"{name} {path} cache" in seen.stdout, seen.stdout
 
 
 def test_a_second_submission_within_the_rate_limit_is_queued_and_says_so(submitted):
