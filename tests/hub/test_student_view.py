@@ -10,7 +10,6 @@ and opens the notebook in JupyterLab.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,25 +18,18 @@ from urllib.parse import urlsplit
 import pytest
 
 from scenario import ASSIGNMENT, COURSE_ID, INSTRUCTOR
+from suite_helpers import chromium
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
 STUDENT = "dlct-bob"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 INSTRUCTOR_TOOLS = ("Formgrader", "Course List", "Create assignment", "Create Assignment")
 
 
 @pytest.fixture(scope="module")
 def browser(course):
-    executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium, or `make system-deps`)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    """The suite's headless Chromium (skips without it, fails instead in CI as root)."""
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
