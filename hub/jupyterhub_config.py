@@ -49,8 +49,9 @@ Choices, and why:
   (umask 077).
 - The watch's interpreter: by default the users' environment's. bubblewrap runs as uid
   65534 and mounts the interpreter, the installed course (library and autograder) and the
-  data cache read-only; all three must be readable by that uid, or the sandbox falls back
-  to the weaker "bwrap" level (or, for a data file, the kernel cannot load it). The users'
+  data cache read-only; all three must be readable by that uid (one it cannot reach: the
+  sandbox falls back to the weaker "bwrap" level; a data file it cannot read: the kernel
+  runs without that data set). The users'
   environment is readable by every account by construction, holds the course from the
   book's wheel (not the instructor's private clone), and is what the students' own
   kernels run, so a notebook is graded with the packages it was written against. The
@@ -179,8 +180,9 @@ def ensure_data(folder: Path) -> None:
 
     The kernels have no network: the grader fetches what an assignment declares into this
     folder first, and bubblewrap, already running as uid 65534, mounts it read-only. A folder
-    there that uid 65534 cannot enter stops every kernel at start; a file it cannot read
-    fails the data's loading. The data sets are public, so every folder there is made
+    uid 65534 cannot reach cannot be mounted (the sandbox falls back to the "bwrap" level);
+    one it cannot list, or a file it cannot read, leaves the kernel without the data. The
+    data sets are public, so every folder there is made
     readable and searchable by all, every file readable by all (nothing is made writable);
     links are neither followed nor changed. The folder's parents must be searchable by all.
     """
