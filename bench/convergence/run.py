@@ -1,0 +1,78 @@
+"""Calibration of the hidden convergence tests: the grader's run on its glyph task, seed by seed.
+
+Each assignment's `test_convergence` trains a fresh network with the student's code on a task
+the grader draws from the submission's secret seed (`autograder.glyphs`: ten classes of random
+glyphs) and compares the held-out accuracy with the notebook's `_GLYPH_TARGET`. This grades the
+reference solution, exactly as `autograder grade` would (sandboxed kernel, tests in this
+process, fast profile, one thread), once per secret seed, and prints the accuracy each run
+reached (the hidden test prints it into the graded notebook's output), the worst run and its
+margin over the target. a07 also prints the ratio of the batch-norm network's final training
+loss to the plain network's, which its test compares with `LOSS_RATIO`.
+
+Usage: python bench/convergence/run.py [--seeds 101 202 303] [--only a03-lenet a07-batchnorm] [--workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("DLCOURSE_THREADS", "1")
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+ASSIGNMENTS = ["a03-lenet", "a04-alexnet", "a05-vgg", "a06-googlenet", "a07-batchnorm", "a08-resnet", "a09-densenet"]
+
+
+def one_run(assignment: str, seed: int) -> dict:
+    import nbformat
+
+    from autograder.grade import grade_here
+
+    source = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    release = nbformat.read(REPO / "assignments" / assignment / f"{assignment}.ipynb", as_version=4)
+    target = float(re.search(r"_GLYPH_TARGET = ([0-9.]+)", next(
+        c.source for c in source.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_convergence")).group(1))
+    t0 = time.monotonic()
+    ex = grade_here(source, source, release, assignment=assignment, secret_seed=seed)
+    test = next(t for t in ex.tests if t.grade_id == "test_convergence")
+    cell = next(c for c in ex.notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_convergence")
+    text = "".join(o.get("text", "") for o in cell.get("outputs", []))
+    acc = re.search(r"the grader's run: ([0-9.]+) held-out accuracy", text)
+    ratio = re.search(r"batch-norm / plain training loss ([0-9.]+)", text)
+    return {"assignment": assignment, "seed": seed, "target": target, "status": test.status, "message": test.message[:160],
+            "accuracy": float(acc.group(1)) if acc else None, "ratio": float(ratio.group(1)) if ratio else None,
+            "seconds": time.monotonic() - t0}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[101, 202, 303])
+    ap.add_argument("--only", nargs="+", default=ASSIGNMENTS)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    jobs = [(a, s) for a in args.only for s in args.seeds]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        results = list(pool.map(one_run, *zip(*jobs)))
+    print(f"{'assignment':<16} {'seed':>6} {'accuracy':>9} {'target':>7} {'status':<8} {'ratio':>6} {'seconds':>8}")
+    for r in results:
+        acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "-"
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else ""
+        print(f"{r['assignment']:<16} {r['seed']:>6} {acc:>9} {r['target']:>7.2f} {r['status']:<8} {ratio:>6} {r['seconds']:>8.1f}"
+              + ("" if r["status"] == "passed" else f"  {r['message']}"))
+    print()
+    print(f"{'assignment':<16} {'worst':>7} {'mean':>7} {'target':>7} {'margin':>7}")
+    for a in args.only:
+        accs = [r["accuracy"] for r in results if r["assignment"] == a and r["accuracy"] is not None]
+        target = next(r["target"] for r in results if r["assignment"] == a)
+        if accs:
+            print(f"{a:<16} {min(accs):>7.4f} {sum(accs) / len(accs):>7.4f} {target:>7.2f} {min(accs) - target:>+7.4f}")
+    return 0 if all(r["status"] == "passed" for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
