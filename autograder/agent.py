@@ -110,7 +110,9 @@ class Agent:
             return out
         # what the call did to its tensor arguments (in-place changes bump a tensor's version):
         # the grader's own copies are brought to the same state, so its checks can see it
-        return {"value": out, "changed": [[path, t] for path, t, version in tracked if t._version != version]}
+        changed = [[path, t] for path, t, version, before in tracked
+                   if t._version != version or (before is not None and not torch.equal(before, t))]
+        return {"value": out, "changed": changed}
 
     def op_map(self, target, calls):
         out = []
@@ -239,19 +241,32 @@ class _Recorder:
         return False
 
 
+SNAPSHOT_BYTES = 16 << 20  # arguments up to this size are also compared by value after the call
+
+
 def _tensor_args(args, kwargs):
-    """[(path, tensor, version)] for the tensors among the arguments, one level into lists,
-    tuples and dicts; a path is ["args", i] or ["kwargs", name], then an index or key."""
+    """[(path, tensor, version, copy or None)] for the tensors among the arguments, one level into
+    lists, tuples and dicts; a path is ["args", i] or ["kwargs", name], then an index or key.
+    An in-place operation bumps a tensor's version; a write that does not (through `.data` or
+    NumPy) shows in the copy kept of every argument that is not too large."""
     found = []
+
+    def track(path, t):
+        small = t.device.type != "meta" and t.numel() * t.element_size() <= SNAPSHOT_BYTES
+        found.append((path, t, t._version, t.detach().clone() if small else None))
+
     for root, items in (("args", list(enumerate(args))), ("kwargs", list(kwargs.items()))):
         for key, value in items:
             if isinstance(value, torch.Tensor):
-                found.append(([root, key], value, value._version))
+                track([root, key], value)
             elif isinstance(value, (list, tuple)):
-                found += [([root, key, i], v, v._version) for i, v in enumerate(value) if isinstance(v, torch.Tensor)]
+                for i, v in enumerate(value):
+                    if isinstance(v, torch.Tensor):
+                        track([root, key, i], v)
             elif isinstance(value, dict):
-                found += [([root, key, k], v, v._version) for k, v in value.items()
-                          if isinstance(v, torch.Tensor) and isinstance(k, (str, int))]
+                for k, v in value.items():
+                    if isinstance(v, torch.Tensor) and isinstance(k, (str, int)):
+                        track([root, key, k], v)
     return found
 
 

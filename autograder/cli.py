@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "setup-cells": "autograder.setup_cell",
     "watch": "autograder.watch",
     "release-feedback": "autograder.exchange",
+    "collect": "autograder.exchange",
 }
 
 
@@ -28,10 +29,14 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autograder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    registered: set[str] = set()  # a module may provide several sub-commands: register it once
     for name, module_name in SUBCOMMANDS.items():
-        if wanted is not None and name != wanted:
+        if module_name in registered:
+            continue
+        if wanted is not None and module_name != SUBCOMMANDS[wanted]:
             sub.add_parser(name)  # listed in --help without importing its module
             continue
+        registered.add(module_name)
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

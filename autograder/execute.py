@@ -35,12 +35,12 @@ from nbclient import NotebookClient
 from traitlets import default
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from autograder import spare as spares
 from autograder import testrun
 from autograder.remote import GraderNamespace, KernelChannel, Student
 from autograder.restore import GradedCell, nbgrader_meta
 from autograder.review import review
-from autograder.sandbox import (WALL_FACTOR, Limits, SandboxKernelManager, directory_bytes, prepare_workdir,
-                                process_tree_cpu, release_workdir)
+from autograder.sandbox import WALL_FACTOR, Limits, directory_bytes, process_tree_cpu, release_workdir
 
 AGENT_SOURCE = (Path(__file__).parent / "agent.py").read_text()
 WIRE_SOURCE = (Path(__file__).parent / "wire.py").read_text()
@@ -283,7 +283,7 @@ class CpuWatch(threading.Thread):
         return self.used() - self.base if limit != math.inf else 0.0
 
     def run(self):
-        while not self.stopped.wait(0.2):
+        while not self.stopped.wait(0.5):  # (a /proc scan takes a few ms: twice a second is plenty)
             if self.limit != math.inf and self.used() - self.base > self.limit:
                 self.tripped = f"{self.label} used more than {self.limit:.0f} s of CPU time (the time limit)"
                 self.kill()
@@ -293,9 +293,14 @@ class CpuWatch(threading.Thread):
 # ---------------------------------------------------------------- one submission
 def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, *, limits: Limits,
             level: str, hide: list[Path], threads: int = 1, students: set[str] | None = None,
-            library: Path | None = None, withheld: tuple[str, ...] = (), secret_seed: int = 0) -> Execution:
+            library: Path | None = None, withheld: tuple[str, ...] = (), secret_seed: int = 0,
+            prestart: bool = False) -> Execution:
     """Run `nb` (restored, parameters injected): student code in a sandboxed kernel, the
-    graded cells in this process. Returns per-test results, diagnostics and review flags."""
+    graded cells in this process. Returns per-test results, diagnostics and review flags.
+
+    `workdir` is a new, empty, private directory; the kernel runs in it, or in that of a spare
+    kernel this worker started for it (`autograder.spare`). With `prestart`, the kernel for the
+    worker's next notebook is started while this one runs."""
     try:
         asyncio.get_event_loop()
     except RuntimeError:
@@ -322,15 +327,24 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
     pinned = (instructor_names & read_by_tests) - students
     hidden_text = set().union(set(), *map(testrun.hidden_lines, test_sources))
 
-    mounted = prepare_workdir(workdir, level, limits)
-    km = SandboxKernelManager(workdir=workdir, limits=limits, level=level, hide=hide, threads=threads,
-                              library=library, ram_backed_disk=mounted)
-    km.client_factory = BoundedKernelClient
-    client = CappedClient(nb, km=km, timeout=limits.cell_timeout, allow_errors=True, record_timing=False,
-                          startup_timeout=120, shell_timeout_interval=1, iopub_timeout=4, shutdown_kernel="immediate")
-    client.cap_bytes = limits.output_kb * 1024
-    client.total_cap_bytes = limits.total_output_kb * 1024
-    channel = KernelChannel(client, workdir / ".grader")
+    taken = spares.take(level, limits, hide, threads, library)
+    if taken is not None:  # a kernel started for this notebook while the previous one ran
+        km, spare_dir, mounted = taken
+        workdir.rmdir()
+        workdir = spare_dir
+    else:
+        km, mounted = spares.new_manager(workdir, limits=limits, level=level, hide=hide, threads=threads,
+                                         library=library)
+    try:
+        client = CappedClient(nb, km=km, timeout=limits.cell_timeout, allow_errors=True, record_timing=False,
+                              startup_timeout=120, shell_timeout_interval=1, iopub_timeout=4, shutdown_kernel="immediate")
+        client.cap_bytes = limits.output_kb * 1024
+        client.total_cap_bytes = limits.total_output_kb * 1024
+        channel = KernelChannel(client, workdir / ".grader")
+    except BaseException:  # nothing may leave a kernel or a work directory (a tmpfs) behind
+        _kill(km)
+        release_workdir(workdir, mounted)
+        raise
     ns = GraderNamespace(channel)
     ns["student"] = Student(channel, sources)
     ns["secret_seed"] = secret_seed
@@ -350,6 +364,8 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
             channel.deadline = time.monotonic() + 120
             msg_id = client.kc.execute(_bootstrap(channel.folder), silent=True, store_history=False)
             client.wait_for_reply(msg_id)
+            if prestart:
+                spares.prestart(workdir.parent, limits=limits, level=level, hide=hide, threads=threads, library=library)
             for idx, cell in enumerate(nb.cells):
                 role = roles[idx]
                 if role == "markdown":

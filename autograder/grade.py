@@ -99,6 +99,7 @@ def grade_job(job: dict) -> dict:
     except Exception as exc:  # noqa: BLE001 - reported per student, batch goes on
         source = nbformat.reads(job["source"], as_version=4)
         return _sanitized({"student": job["student"], "hash": job["hash"], "isolation": job["level"], "flags": [], "grader_error": True,
+                "secret_seed": job.get("secret_seed", 0),
                 "diagnostics": [{"cell": "-", "severity": "error",
                                  "message": f"grader error, needs a human: {type(exc).__name__}: {exc}"}],
                 "tests": [{"grade_id": c.metadata.nbgrader["grade_id"], "points": float(c.metadata.nbgrader.get("points", 0)),
@@ -134,13 +135,19 @@ def prefetch_data(source: nbformat.NotebookNode) -> None:
     if names:
         from dlcourse import datasets
 
-        for name in names:
-            try:
-                datasets.fetch(name, progress=False)
-            except datasets.DataUnavailableError as exc:
-                raise RuntimeError(f"the grader needs data set {name!r} and cannot get it ({exc}); grading with "
-                                   "a fallback data set would change what the convergence tests measure, so "
-                                   "make the data available (mirror, cache or network) and grade again") from None
+        # the data is public and the sandboxed kernels (maybe uid 65534) must read it: fetched
+        # with ordinary modes even where the grader runs with a private umask (autograder watch)
+        umask = os.umask(0o022)
+        try:
+            for name in names:
+                try:
+                    datasets.fetch(name, progress=False)
+                except datasets.DataUnavailableError as exc:
+                    raise RuntimeError(f"the grader needs data set {name!r} and cannot get it ({exc}); grading with "
+                                       "a fallback data set would change what the convergence tests measure, so "
+                                       "make the data available (mirror, cache or network) and grade again") from None
+        finally:
+            os.umask(umask)
 
 
 def trusted_process(threads: int) -> None:
@@ -156,7 +163,8 @@ def trusted_process(threads: int) -> None:
 
 def grade_notebook(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
                    release: nbformat.NotebookNode | None, *, assignment: str, parameters: dict, limits,
-                   level: str, hide: list[Path], threads: int, scratch: Path, secret_seed: int = 0):
+                   level: str, hide: list[Path], threads: int, scratch: Path, secret_seed: int = 0,
+                   prestart: bool = False):
     """Restore, parameterize and execute one submission; returns (Execution, restore diagnostics).
 
     The kernel's work directory and the withheld library live in this process's private
@@ -182,18 +190,19 @@ def grade_notebook(source: nbformat.NotebookNode, submitted: nbformat.NotebookNo
     library = withheld_library(assignment, scratch)
     ex = execute(nb, restored.graded, private_workdir(scratch), limits=limits, level=level, hide=hide, threads=threads,
                  students=student_names(source), library=library, withheld=withheld(assignment),
-                 secret_seed=secret_seed)
+                 secret_seed=secret_seed, prestart=prestart)
     return ex, [d.as_dict() for d in restored.diagnostics]
 
 
 def grade_here(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
                release: nbformat.NotebookNode | None, assignment: str, cell_timeout: float = 120.0,
-               parameters: dict | None = None, isolation_level: str = "auto"):
+               parameters: dict | None = None, isolation_level: str = "auto", secret_seed: int = 20261206):
     """Grade one notebook in this process with the real sandbox and default limits.
 
-    For the release proofs and the mutation tests: exactly the path `autograder grade`
-    takes, without a gradebook. Returns the Execution (tests, diagnostics, flags)."""
-    import secrets
+    For the release proofs, the mutation tests and the convergence calibration: exactly the
+    path `autograder grade` takes, without a gradebook. `secret_seed` stands for the per-student
+    secret (fixed by default, so that a test's grading can be replayed exactly; a sweep over
+    seeds passes its own). Returns the Execution (tests, diagnostics, flags)."""
     import tempfile
 
     from autograder.sandbox import isolation as probe
@@ -204,15 +213,17 @@ def grade_here(source: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
         ex, diags = grade_notebook(source, submitted, release, assignment=assignment,
                                    parameters=parameters or {"PROFILE": "fast", "DEVICE": "cpu", "SEED": 0},
                                    limits=limits, level=probe(isolation_level), hide=[REPO_ROOT / "solutions"],
-                                   threads=1, scratch=Path(scratch), secret_seed=secrets.randbelow(2**31))
+                                   threads=1, scratch=Path(scratch), secret_seed=secret_seed)
     ex.diagnostics = diags + ex.diagnostics
     return ex
 
 
 def _grade_job(job: dict) -> dict:
     t0 = time.monotonic()
+    # the secret seed this student's hidden tests drew from: recorded, so that the grading can be
+    # replayed exactly (`autograder grade --replay STUDENT`)
     result = {"student": job["student"], "hash": job["hash"], "tests": [], "diagnostics": [], "flags": [],
-              "isolation": job["level"]}
+              "isolation": job["level"], "secret_seed": job.get("secret_seed", 0)}
     if job.get("found_as") and job["found_as"] != job["student"]:
         result["diagnostics"].append({"cell": "-", "severity": "warning",
                                       "message": f"submitted as {job['found_as']!r}; graded as student {job['student']!r}"})
@@ -233,7 +244,7 @@ def _grade_job(job: dict) -> dict:
                                        parameters=job["parameters"], limits=Limits(**job["limits"]), level=job["level"],
                                        hide=[Path(p) for p in job["hide"]], threads=job["threads"],
                                        scratch=Path(job["scratch"]),
-                                       secret_seed=job.get("secret_seed", 0))
+                                       secret_seed=job.get("secret_seed", 0), prestart=job.get("prestart", False))
     result["diagnostics"] += restore_diags + ex.diagnostics
     result["tests"] = [t.as_dict() for t in ex.tests]
     result["flags"] += ex.flags
@@ -276,8 +287,11 @@ def build_jobs(args, root: Path, output: Path) -> tuple[list[dict], dict, str]:
     threads = max(1, args.threads or (os.cpu_count() or 1) // max(1, args.workers))
     hide = [str(output.resolve()), str(Path(args.submissions).resolve()), str(root.resolve())]
     secret = grading_secret(output)
+    replay = _replay_seeds(output, args) if getattr(args, "replay", None) else None
     jobs = []
     for student, (path, found_as) in subs.items():
+        if replay is not None and student not in replay:
+            continue
         try:
             content = read_regular_file(path)
         except SubmissionError as exc:
@@ -287,8 +301,29 @@ def build_jobs(args, root: Path, output: Path) -> tuple[list[dict], dict, str]:
                      "assignment": args.assignment, "source": source_text, "release": release_text,
                      "parameters": params, "limits": limits.as_dict(), "level": level, "hide": hide,
                      "threads": threads, "scratch": args.scratch or "/tmp",
-                     "secret_seed": secret_seed(secret, student, args.assignment)})
+                     "secret_seed": replay[student] if replay is not None else secret_seed(secret, student, args.assignment)})
+    if replay is not None and len(jobs) != len(replay):
+        missing = sorted(set(replay) - {j["student"] for j in jobs})
+        raise SystemExit(f"autograder grade --replay: no submission of {', '.join(missing)} in {args.submissions}")
     return jobs, {"source": source_path, "notebook": source_path.stem}, level
+
+
+def _replay_seeds(output: Path, args) -> dict[str, int]:
+    """{student: the secret seed their last grading used}, from the journal, for --replay."""
+    journal = output / "journal.jsonl"
+    done = {}
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("secret_seed"), int):
+                done[entry.get("student")] = entry["secret_seed"]
+    unknown = [s for s in args.replay if s not in done]
+    if unknown:
+        raise SystemExit(f"autograder grade --replay: the journal in {output} records no grading of {', '.join(unknown)}")
+    return {s: done[s] for s in args.replay}
 
 
 def run(args) -> int:
@@ -298,6 +333,10 @@ def run(args) -> int:
     output = Path(args.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     (output / "autograded").mkdir(exist_ok=True)
+    from autograder.sandbox import sweep_stale
+
+    for stale in sweep_stale(Path(args.scratch or "/tmp")):  # what a killed grader left behind
+        print(f"autograder: removed {stale}, left by a grader that no longer runs", file=sys.stderr)
     jobs, info, level = build_jobs(args, root, output)
     db_url = args.db or f"sqlite:///{output / 'gradebook.db'}"
     writer = GradeWriter(db_url, output / "journal.jsonl")
@@ -309,7 +348,9 @@ def run(args) -> int:
     def current(j):  # graded before, unchanged, and not a grader failure
         entry = done.get(j["student"], {})
         return entry.get("hash") == j["hash"] and not entry.get("grader_error")
-    todo = [j for j in jobs if args.force or not current(j)]
+    todo = [j for j in jobs if args.force or getattr(args, "replay", None) or not current(j)]
+    for j in todo:  # a worker with more notebooks to come starts the next one's kernel ahead
+        j["prestart"] = len(todo) > max(1, args.workers)
     skipped = len(jobs) - len(todo)
     print(f"autograder: {len(jobs)} submissions of {args.assignment}, {skipped} unchanged and already graded, "
           f"{len(todo)} to grade; isolation: {level}"
@@ -395,6 +436,9 @@ def register(subparsers) -> None:
     p.add_argument("--root", default=".", help="course root holding solutions/ and assignments/ (default .)")
     p.add_argument("--db", help="SQLAlchemy URL of the gradebook (default sqlite in the output folder)")
     p.add_argument("--force", action="store_true", help="regrade submissions that are unchanged and already graded")
+    p.add_argument("--replay", nargs="+", metavar="STUDENT",
+                   help="grade these students again exactly as before: the secret seeds their last grading used, "
+                        "from the journal (even if the grading folder's secret has changed)")
     p.add_argument("--profile", default="fast", choices=["fast", "full"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)

@@ -330,7 +330,8 @@ def private_scratch(scratch: Path) -> Path:
     path = _PRIVATE.get(key)
     if path is not None and _owned_private_dir(path):
         return path
-    path = Path(tempfile.mkdtemp(prefix="autograder-", dir=scratch))
+    # the pid in the name lets a later grader clean up after one that was killed (`sweep_stale`)
+    path = Path(tempfile.mkdtemp(prefix=f"autograder-{os.getpid()}-", dir=scratch))
     os.chmod(path, 0o711)
     if not _owned_private_dir(path):  # pragma: no cover - mkdtemp guarantees it
         raise OSError(f"{path}: not a private directory")
@@ -338,6 +339,40 @@ def private_scratch(scratch: Path) -> Path:
     # multiprocessing runs its finalizers when a pool worker exits (atexit does not run there)
     multiprocessing.util.Finalize(None, shutil.rmtree, args=(str(path), True), exitpriority=0)
     return path
+
+
+def sweep_stale(scratch: Path) -> list[Path]:
+    """Remove what graders that died (killed at a wall limit, out of memory) left in `scratch`:
+    their private folders, with any work-directory tmpfs still mounted inside. Only folders of
+    this user whose process is gone are touched, never through a link. Returns what was removed."""
+    import re
+
+    removed = []
+    try:
+        entries = list(os.scandir(scratch))
+    except OSError:
+        return removed
+    try:
+        with open("/proc/self/mounts") as fh:
+            mounts = [line.split()[1].replace("\\040", " ") for line in fh]
+    except OSError:
+        mounts = []
+    for entry in entries:
+        m = re.fullmatch(r"autograder-(\d+)-\w+", entry.name)
+        if not m or not _owned_private_dir(Path(entry.path)):
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # its grader is still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        for mount in sorted((p for p in mounts if p.startswith(entry.path + "/")), key=len, reverse=True):
+            _unmount(Path(mount))
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
 
 
 def private_workdir(scratch: Path) -> Path:
@@ -555,6 +590,10 @@ class SandboxKernelManager(AsyncKernelManager):
         if self.sandbox_level == "rlimits-only" and os.geteuid() == 0:
             kw["user"], kw["group"] = NOBODY, NOBODY  # unprivileged at least
             kw["extra_groups"] = []
+        if os.geteuid() == 0 and (self.sandbox_level == "bwrap+nobody" or self.sandbox_level == "rlimits-only"):
+            # jupyter_client wrote the connection file (its key) 0600 as root; the kernel runs as
+            # uid 65534 and must read it. The work directory is private to that uid already.
+            os.chown(self.connection_file, NOBODY, NOBODY)
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"
         return await super()._async_launch_kernel(kernel_cmd, **kw)

@@ -160,6 +160,11 @@ def describe_failure(exc: BaseException, source: str, filename: str, channel) ->
             return f"{text}{context}"
         return text
     kind = type(exc).__name__
+    # an error of the test's own computation (a reference model refusing the student's weights, a
+    # shape mismatch): its first line says what; the rest (key lists, reprs of the grader's
+    # objects) means nothing to the student
+    text = (text.splitlines() or [""])[0]
+    text = text if len(text) <= 300 else text[:297] + "..."
     where = ""
     if lineno is not None and lineno not in hidden:
         where = f" in: {source.splitlines()[lineno - 1].strip()}"

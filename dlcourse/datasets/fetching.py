@@ -188,6 +188,11 @@ def _download(url: str, target: Path, entry: Entry, progress: bool) -> None:
             kept = target.with_name(target.name + ".corrupt")
             os.replace(exc.kept or tmp, kept)
             raise ChecksumError(target, exc.expected, exc.actual, kept) from None
+        # mkstemp makes 0600 files; a verified data file gets the modes the umask gives any new
+        # file (a shared cache that the grader's sandboxed kernels read must be readable by them)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
