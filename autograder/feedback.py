@@ -28,6 +28,9 @@ def page(assignment: str, e: dict, detail: str = "full") -> str:
         f"<tr class='{t['status'].replace(' ', '-')}'><td>{html.escape(t['grade_id'])}</td><td>{html.escape(t['status'])}</td>"
         f"<td>{t['score']:g} / {t['points']:g}</td><td>{html.escape(t['message'])}</td></tr>" for t in e["tests"])
     notes = "".join(f"<li>{html.escape(d['message'])}</li>" for d in e["diagnostics"])
+    # what the grader marked for a human (computed lookups, patched libraries, ...): the
+    # student is told, since it does not change the score by itself but an instructor will look
+    review = "" if detail == "scores" else "".join(f"<li>{html.escape(f)}</li>" for f in e.get("flags", []))
     got, total = sum(t["score"] for t in e["tests"]), sum(t["points"] for t in e["tests"])
     if detail == "names":
         rows = "".join(f"<tr class='{t['status'].replace(' ', '-')}'><td>{html.escape(t['grade_id'])}</td>"
@@ -40,7 +43,10 @@ def page(assignment: str, e: dict, detail: str = "full") -> str:
             "<style>td,th{border:1px solid #ccc;padding:4px}.passed{background:#e6ffe6}.failed,.not-run,.tampered{background:#ffe6e6}</style>"
             f"</head><body><h1>{html.escape(assignment)}: feedback for {html.escape(e['student'])}</h1>"
             f"<p>Score: <b>{got:g} / {total:g}</b></p><table><tr><th>test</th><th>result</th><th>points</th><th>message</th></tr>{rows}</table>"
-            + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "") + "</body></html>")
+            + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
+            + (f"<h2>Marked for your instructor's review</h2><p>These do not change the score by themselves; "
+               f"your instructor will read the code they point at.</p><ul>{review}</ul>" if review else "")
+            + "</body></html>")
 
 
 def run(args) -> int:

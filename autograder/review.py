@@ -40,7 +40,8 @@ DUNDER_LIES = {"__eq__", "__ne__", "__bool__", "__lt__", "__le__", "__gt__", "__
 # nn.Module methods through which the grader reads a model's weights and structure
 READ_BY_GRADER = {"state_dict", "named_parameters", "parameters", "named_buffers", "named_modules",
                   "load_state_dict", "register_forward_hook", "__getattr__", "__getattribute__"}
-DYNAMIC_CALLS = {"eval": "runs code built at run time", "exec": "runs code built at run time",
+DYNAMIC_CALLS = {"attrgetter": "looks up attributes by computed names", "methodcaller": "calls methods by computed names",
+                 "eval": "runs code built at run time", "exec": "runs code built at run time",
                  "compile": "compiles code at run time", "__import__": "imports modules by computed names",
                  "globals": "reaches the notebook's global namespace", "vars": "reaches a namespace directly",
                  "setattr": None}  # setattr only on modules (below)
@@ -86,6 +87,10 @@ def review_source(label: str, source: str, modules: set[str], withheld: tuple[st
                 why = "reads the interpreter's call stack"
             if node.attr == "modules" and _root_name(node) == "sys":
                 why = "changes or reads sys.modules"
+            if node.attr in ("ops", "_C") and _root_name(node) == "torch":
+                why = f"reaches PyTorch's operators directly (torch.{node.attr})"
+            if node.attr in ("attrgetter", "methodcaller") or (node.attr == "getattr" and _root_name(node) == "builtins"):
+                why = "looks up attributes by computed names"
             if why:
                 flag(node, why)
             if isinstance(node.ctx, ast.Store) and _root_name(node) in modules:

@@ -3,6 +3,7 @@
     count_params(state_dict)          parameters counted from the tensors the grader received
     map_state_dict(sd, mapping)       rename a student's state dict for a reference model
     forbidden_uses(sources, ...)      where the submitted code names functions it may not use
+                                      (with `student.forbid(ops)`, which sees what it runs)
     function_source(sources, name)    the source of one function the student wrote
     relabel(labels, permutation)      class labels under a permutation only the grader knows
     accuracy(model, x, y)             the grader's own evaluation of a reference model
@@ -19,10 +20,12 @@ import torch
 __all__ = ["count_params", "map_state_dict", "forbidden_uses", "function_source", "relabel", "derangement",
            "accuracy", "DYNAMIC_LOOKUPS"]
 
-# Constructs that look up code by a name computed at run time; an assignment that forbids
-# library functions forbids these too (they would hide which function is called).
-DYNAMIC_LOOKUPS = {"eval", "exec", "compile", "__import__", "importlib", "globals", "vars"}
-DYNAMIC_ATTRIBUTES = {"__dict__", "_getframe", "torch.ops", "torch._C"}  # attribute names, or dotted prefixes
+# Constructs that look up code by a name computed at run time, as the notebooks that forbid them
+# state the rule ("`eval`, `exec`, `getattr` with a name you build, `importlib`, `torch.ops`,
+# `torch._C`"): `forbidden_uses(..., dynamic=True)` fails on exactly these. Everything else of
+# the kind (`__dict__`, `vars`, `globals`, `__import__`, ...) is a review flag, never a failure.
+DYNAMIC_LOOKUPS = {"eval", "exec", "importlib"}
+DYNAMIC_ATTRIBUTES = {"torch.ops", "torch._C"}  # dotted prefixes
 
 
 def count_params(state_dict: dict) -> int:
@@ -66,9 +69,16 @@ def _call_name(node: ast.AST) -> str:
 
 
 def forbidden_uses(sources: dict[str, str], names: set[str], module_attrs: set[str] = frozenset(),
-                   modules: set[str] = frozenset({"F", "functional", "torch", "nn"}), dynamic: bool = True,
+                   modules: set[str] = frozenset({"F", "functional", "torch", "nn"}), dynamic: bool = False,
                    whole_modules: set[str] = frozenset()) -> list[str]:
-    """Where the submitted code uses a forbidden name, as "cell 'x', line N: name".
+    """Where the submitted code names a forbidden function, as "cell 'x', line N: name".
+
+    Names are only what the code spells: a function reached through a computed lookup
+    escapes this check. What a graded check decides on is what the code *does*, seen in the
+    kernel's dispatcher while the test calls it (`student.forbid`); this check adds the
+    explicit names, and computed lookups are review flags (`autograder.review`), which the
+    student's feedback lists. `dynamic=True` reports those lookups here as well, for a test
+    whose notebook states that rule.
 
     names:         attribute or imported names that are forbidden wherever they appear
                    (`F.conv2d`, `torch.conv2d`, `from torch.nn.functional import conv2d`,
@@ -114,7 +124,7 @@ def forbidden_uses(sources: dict[str, str], names: set[str], module_attrs: set[s
             elif dynamic and isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 if node.func.id in DYNAMIC_LOOKUPS:
                     hit(node, f"{node.func.id}(...)")
-                elif node.func.id in ("getattr", "setattr") and len(node.args) >= 2 and not isinstance(node.args[1], ast.Constant):
+                elif node.func.id == "getattr" and len(node.args) >= 2 and not isinstance(node.args[1], ast.Constant):
                     hit(node, f"{node.func.id} with a computed name")
                 elif node.func.id == "getattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
                         and node.args[1].value in names:
