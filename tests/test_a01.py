@@ -102,17 +102,31 @@ AUTOGRAD = {
         "    return xr.grad\n    s = k if s is None else s\n    N, C, H, W = x.shape\n    win", "test_no_library_convolution"),
 }
 
+# round 2: a library call reached through a computed lookup names nothing forbidden; the grader
+# sees the operator run while the function answers
+LOOKUPS = {
+    "conv_by_computed_lookup": (
+        "    if b is not None:\n        out = out + b.view(1, K, 1, 1)\n    return out",
+        "    import operator\n    return operator.attrgetter('con' + 'v2d')(F)(x, w, b, stride=stride, padding=padding)",
+        "test_no_library_convolution"),
+}
+
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("a01")
-@pytest.mark.parametrize("mutants", [MISTAKES, SHORTCUTS, AUTOGRAD], ids=["mistakes", "shortcuts", "autograd"])
+@pytest.mark.parametrize("mutants", [MISTAKES, SHORTCUTS, AUTOGRAD, LOOKUPS], ids=["mistakes", "shortcuts", "autograd", "lookups"])
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants):
     from mutation_helpers import assert_each_mutant_caught, run_mutated
 
     messages = {}
     failed = run_mutated(SOURCE, tmp_path, mutants, messages)
-    assert_each_mutant_caught(failed, mutants)
+    # the proof that no library convolution ran pays only for functions that work: a mistake in
+    # one of them fails it too
+    assert_each_mutant_caught(failed, mutants, may_also_fail={"test_no_library_convolution"})
     # the feedback names what failed without the hidden test's source
     if "backward_by_autograd" in mutants:
-        assert "not with autograd" in messages["test_no_library_convolution"]
-        assert "while checking" not in messages["test_no_library_convolution"]  # a static check names no call
+        assert "max_pool2d_backward(" in messages["test_no_library_convolution"]
+        assert "used autograd (backward), which this task forbids" in messages["test_no_library_convolution"]
+    if "conv_by_computed_lookup" in mutants:
+        assert "conv2d_im2col(" in messages["test_no_library_convolution"]
+        assert "used PyTorch's convolution" in messages["test_no_library_convolution"]

@@ -18,6 +18,13 @@ Offline stand-in (scikit-learn's digits, 1,438 training images; the student's ow
 grader always uses MNIST): with the fast profile's 3 epochs only 0.8273 to 0.8997, below the MNIST
 target on every seed; with the 10 epochs the notebook sets for it 0.9944, 0.9972, 0.9889, 0.9916,
 1.0 for SEED = 0..4 (mean 0.9944, sd 0.0044): target 0.95, 3.9 points below the worst seed.
+
+Grader's run on its own task (round 2: `autograder.glyphs`, ten classes of random glyphs drawn from
+the secret seed, as many training examples as the notebook's run, 2,000 held-out), reference
+solution, `bench/convergence/run.py`, secret seeds 101, 202, 303, 404, 505, 606:
+    0.9995, 0.9940, 0.9940, 0.9990, 0.9985, 0.9950
+worst 0.9940, mean 0.9967: _GLYPH_TARGET = 0.95 (4.4 points below the worst run). Weights trained elsewhere (on MNIST, matched to the
+task's labels by voting) reach about a third of it (tests/test_glyphs.py).
 """
 import pathlib
 
@@ -48,8 +55,8 @@ def test_release_is_proven_by_the_grader():
 # notebook; within a group the mutants target different tests. A wrong layer, block or transition
 # also breaks the networks built from it (test_densenet121, test_convergence).
 INPLACE_ROUND = {
-    # a ReLU applied in place to the layer's shared input (and before the batch norm); in the grader
-    # the visible check cannot see the kernel's input change, the hidden gradient check does
+    # a ReLU applied in place to the layer's shared input (and before the batch norm): the grader's
+    # copy of the input follows the kernel's, so the visible check sees the change
     "relu_in_place_on_input": (
         "        out = self.conv1(F.relu(self.norm1(x)))",
         "        out = self.conv1(F.relu(self.norm1(x.relu_())))",
@@ -66,6 +73,14 @@ ORDER_POOLING = {
         "        return F.avg_pool2d(self.conv(F.relu(self.norm(x))), 2, stride=2)",
         "        return F.max_pool2d(self.conv(F.relu(self.norm(x))), 2, stride=2)",
         "test_transition"),
+}
+# round 2: compression rounded to nearest inside DenseNet alone (the bookkeeping function floors); the
+# widths of DenseNet-121 are even, so only an odd width shows it
+ROUND_IN_NET = {
+    "round_inside_densenet": (
+        "                out = int(channels * compression)\n",
+        "                out = round(channels * compression)\n",
+        "test_densenet121"),
 }
 FINAL_RELU_CONNECTIONS = {
     "no_final_relu": (
@@ -86,10 +101,21 @@ STEM_INPUTS = {
     "layer_inputs_shifted": (
         "    return [k0 + i * k for i in range(L)]", "    return [k0 + (i + 1) * k for i in range(L)]", "test_bookkeeping"),
 }
+# every assignment with a convergence test has a mutant aimed at it, alone in its group so that its
+# failure is its own: weights initialised to zero (the structure and the agreement tests, which load
+# random weights, cannot see it; no training can move such a network)
+ZERO_INIT = {
+    "weights_initialised_to_zero": (
+        '        self.classifier = nn.Linear(channels, num_classes)\n',
+        "        self.classifier = nn.Linear(channels, num_classes)\n        net = self\n        for m in net.modules():   # every weight zero: nothing can ever move (the ReLUs' gradient at 0 is 0)\n            if isinstance(m, (nn.Conv2d, nn.Linear)):\n                nn.init.zeros_(m.weight)\n",
+        "test_convergence"),
+}
 GROUPS = {
+    "zero-init": (ZERO_INIT, set()),
     "inplace-round": (INPLACE_ROUND, {"test_dense_block", "test_densenet121", "test_convergence"}),
     "order-pooling": (ORDER_POOLING, {"test_densenet121", "test_convergence"}),
     "final-relu-connections": (FINAL_RELU_CONNECTIONS, {"test_convergence"}),
+    "round-in-net": (ROUND_IN_NET, set()),
     "stem-inputs": (STEM_INPUTS, {"test_convergence"}),
 }
 
@@ -100,8 +126,10 @@ def test_wrong_solutions_fail_their_graded_cell(tmp_path, group):
     messages = {}
     failed = run_mutated(SOURCE, tmp_path, mutants, messages)
     assert_each_mutant_caught(failed, mutants, may_also_fail)
-    if "relu_in_place_on_input" in mutants:   # caught in the grader by autograd, not by the visible check
-        assert "in-place" in messages["test_dense_layer"]
+    if "weights_initialised_to_zero" in mutants:   # caught by what the grader measured, not by an error
+        assert "below the target" in messages["test_convergence"], messages["test_convergence"]
+    if "relu_in_place_on_input" in mutants:   # the kernel's change to the input reaches the grader's copy
+        assert "must not modify its input" in messages["test_dense_layer"]
 
 
 # Correct answers written other valid ways keep full marks: nn.ReLU modules (in place on the batch
@@ -143,9 +171,11 @@ OTHER_WAYS = {
             out = torch.cat([out, layer(out)], 1)
         return out""",
         None),
+    # pooling before the 1x1 convolution: the same function with a quarter of the multiply-adds
+    # (round 2: it lost 5 points to float32 rounding in the gradient check)
     "transition": (
         """        return F.avg_pool2d(self.conv(F.relu(self.norm(x))), 2, stride=2)""",
-        """        return nn.functional.avg_pool2d(self.conv(torch.relu(self.norm(x))), kernel_size=2)""",
+        """        return self.conv(nn.functional.avg_pool2d(torch.relu(self.norm(x)), kernel_size=2))""",
         None),
     "floor": (
         """    return int(channels * compression)""",

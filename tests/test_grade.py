@@ -27,7 +27,15 @@ PY = sys.executable
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grading")]
 
 
+# the grading folder's secret, fixed so that every grading in these tests can be replayed
+SECRET = "5eed" * 8
+
+
 def grade(subs, out, *extra):
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "secret").exists():
+        (out / "secret").write_text(SECRET)
+        (out / "secret").chmod(0o600)
     cmd = [PY, "-m", "autograder", "grade", "fix", str(subs), "--root", str(ROOT), "--output", str(out),
            "--cell-timeout", "8", "--quiet", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={"DLCOURSE_THREADS": "1", "PATH": "/usr/bin:/bin"})
@@ -267,7 +275,7 @@ BURN = ("import time\ndef _burn(seconds):\n    t = time.process_time()\n    whil
         "        pass\n")
 
 
-def test_grades_do_not_depend_on_the_machines_load(batch, tmp_path):
+def test_grades_do_not_depend_on_the_machines_load(tmp_path):
     """Round 2: correct work lost its points when other gradings kept the cores busy. Limits
     count the kernel's CPU seconds: a cell needing 4 s of CPU and a tested function needing
     1 s a call pass a 6 s limit with both cores busy (where each takes about three times as
@@ -298,3 +306,33 @@ def test_grades_do_not_depend_on_the_machines_load(batch, tmp_path):
     too = j["too_heavy"]
     assert sum(t["score"] for t in too["tests"]) == 3 and "s of CPU time" in json.dumps(too["diagnostics"]), too
     print(f"graded under load in {took:.0f} s")
+
+
+def test_each_students_seed_is_recorded_and_replayed(batch, tmp_path):
+    """The secret seed of each student comes from the grading folder's secret, the assignment and
+    the student; the journal records it, and --replay grades again with the recorded seed even
+    after the secret changed."""
+    from autograder.grade import secret_seed
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("correct", "partial"):
+        shutil.copy(batch["subs"] / f"{name}.ipynb", subs)
+    out = tmp_path / "out"
+    assert grade(subs, out).returncode == 0
+    assert (out / "secret").stat().st_mode & 0o077 == 0  # the instructor's alone
+    first = journal(out)
+    for name in ("correct", "partial"):
+        assert first[name]["secret_seed"] == secret_seed(SECRET, name, "fix")
+    assert first["correct"]["secret_seed"] != first["partial"]["secret_seed"]
+    (out / "secret").write_text("0f" * 16)  # another secret: a forced regrade draws other seeds
+    assert grade(subs, out, "--force").returncode == 0
+    forced = journal(out)["partial"]["secret_seed"]
+    assert forced == secret_seed("0f" * 16, "partial", "fix") != first["partial"]["secret_seed"]
+    (out / "secret").unlink()  # lost: --replay reads the seeds from the journal
+    replayed = grade(subs, out, "--replay", "partial")
+    assert replayed.returncode == 0 and "1 to grade" in replayed.stderr, replayed.stderr
+    assert journal(out)["partial"]["secret_seed"] == forced
+    assert sum(t["score"] for t in journal(out)["partial"]["tests"]) == 3
+    missing = grade(subs, out, "--replay", "nobody-graded")
+    assert missing.returncode != 0 and "records no grading of nobody-graded" in missing.stderr

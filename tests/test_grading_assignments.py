@@ -9,6 +9,8 @@ one or more answers rewritten.
 """
 from __future__ import annotations
 
+import re
+
 import pathlib
 
 import nbformat
@@ -113,19 +115,54 @@ def test_a03_tables_as_dicts_and_layers_also_held_by_a_container_keep_full_marks
     assert score(tests) == total(tests) == 25, {g: t.message for g, t in tests.items() if t.status != "passed"}
 
 
-def test_a03_training_on_data_it_was_not_given_is_caught():
+# What weights brought from elsewhere would do: `train` learns MNIST from the notebook's own images
+# (as pasted-in pretrained weights would), then reads the grader's loader only to vote which of
+# its outputs each of the loader's labels is, and permutes its output layer to match. On relabelled
+# MNIST this earned full marks; on the grader's glyph task the network has nothing to recognise.
+VOTE_AND_PERMUTE = """    given = loader
+    loader = torch.utils.data.DataLoader(torch.utils.data.ConcatDataset([splits.train, splits.val]),
+                                         batch_size=32, shuffle=True)
+"""
+PERMUTE_OUTPUTS = """    with torch.no_grad():
+        votes = torch.zeros(10, 10)
+        model.eval()
+        for x, y in given:
+            votes.index_put_((y, model(x.to(cfg.device)).argmax(1).cpu()), torch.ones(len(y)), accumulate=True)
+        mapping = votes.argmax(1)                    # the loader's label -> the output that predicts it
+        model.output.weight.copy_(model.output.weight[mapping].clone())
+        model.output.bias.copy_(model.output.bias[mapping].clone())
+    return losses
+"""
+
+
+def test_a03_weights_trained_on_other_data_earn_nothing():
     _needs_mnist()
-    # `train` ignores its loader and learns from the notebook's own training and validation images
     tests, ex = graded("a03-lenet", train_eval=[
-        ("    optimizer = torch.optim.Adam(model.parameters(), lr=lr)",
-         "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n"
-         "    loader = torch.utils.data.DataLoader(torch.utils.data.ConcatDataset([splits.train, splits.val]),\n"
-         "                                         batch_size=32, shuffle=True)"),
+        ("    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n",
+         "    optimizer = torch.optim.Adam(model.parameters(), lr=lr)\n" + VOTE_AND_PERMUTE),
+        ("    return losses\n", PERMUTE_OUTPUTS),
     ])
-    assert tests["test_convergence"].score == 0, tests["test_convergence"]
-    assert "learn from that loader only" in tests["test_convergence"].message
-    assert score(tests) == total(tests) - tests["test_convergence"].points
-    assert any("true digits" in f for f in ex.flags), ex.flags
+    conv = tests["test_convergence"]
+    assert conv.score == 0 and "below the target" in conv.message, conv
+    reached = float(re.search(r"classifies ([0-9.]+)% of its held-out", conv.message).group(1))
+    assert reached < 50, conv.message      # far from the target, and far from what honest training reaches
+    assert score(tests) == total(tests) - conv.points, {g: t.message for g, t in tests.items() if t.status != "passed"}
+
+
+def test_a03_a_student_cell_that_rebinds_the_probe_changes_nothing_the_test_reads():
+    """Round 2: `accuracy` left in train mode, and a cell added after the instructor's probe that
+    rebinds ProbeNet (by a tuple assignment) to a network without dropout, on which train mode
+    would not show. The test takes the probe the instructor's cell made; the rebinding is flagged."""
+    _needs_mnist()
+    source, student, release = submission("a03-lenet", train_eval=[("    model.eval()\n", "")])
+    probe = next(i for i, c in enumerate(student.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "probe_code")
+    student.cells.insert(probe + 1, nbformat.v4.new_code_cell(
+        "class _Steady(ProbeNet):\n    def __init__(self):\n        super().__init__()\n        self.net[3].p = 0.0\n"
+        "ProbeNet, _unused = _Steady, 0"))
+    ex = grade_here(source, student, release, assignment="a03-lenet")
+    tests = {t.grade_id: t for t in ex.tests}
+    assert tests["test_accuracy"].score == 0 and "eval mode" in tests["test_accuracy"].message, tests["test_accuracy"]
+    assert any("redefines ProbeNet" in f for f in ex.flags), ex.flags
 
 
 def test_a03_answers_from_the_course_library_earn_nothing():

@@ -81,12 +81,19 @@ def test_forbidden_uses_finds_library_calls_not_own_names():
         "sneaky": "from torch.nn.functional import unfold\nf = getattr(torch, 'con' + 'v2d')\n",
         "ops": "y = torch.ops.aten.convolution\nmodel.eval()\n",
     }
-    found = forbidden_uses(sources, names={"conv2d", "max_pool2d", "convolution"}, module_attrs={"unfold"})
+    found = forbidden_uses(sources, names={"conv2d", "max_pool2d", "convolution"}, module_attrs={"unfold"}, dynamic=True)
     text = " | ".join(found)
     assert "pool" not in text                        # its own max_pool2d and Tensor.unfold are fine
     assert "conv, line 3: G.conv2d" in text
     assert "from torch.nn.functional import unfold" in text and "getattr with a computed name" in text
     assert "torch.ops" in text and "eval" not in text  # model.eval() is not the builtin eval
+    # by default only names count: computed lookups are review flags (what runs is checked by
+    # student.forbid), and the stated rule lists exactly which lookups fail with dynamic=True
+    plain = " | ".join(forbidden_uses(sources, names={"conv2d"}, module_attrs={"unfold"}))
+    assert "getattr" not in plain and "torch.ops" not in plain and "conv, line 3: G.conv2d" in plain
+    honest = {"cache": "class Cache:\n    def __init__(self, **kw):\n        self.__dict__.update(kw)\n"
+                       "print(vars(Cache(a=1)), globals().keys())"}
+    assert forbidden_uses(honest, names={"batch_norm"}, dynamic=True) == []  # the a07 false fail
     whole = forbidden_uses({"a": "import torch.nn.functional as F\ny = F.pad(x, (1, 1))"}, names=set(),
                            whole_modules={"F", "functional"})
     assert whole == ["a, line 2: F.pad"]
@@ -201,7 +208,7 @@ def test_kernel_text_is_made_safe_for_each_place_it_is_shown():
     assert not any(ch in clean(evil) for ch in "\r\x1b\u202e\x00") and "\n" in clean(evil)
     assert "\n" not in one_line(evil) and "\x1b" not in one_line(evil)
     md = markdown_inline(evil)
-    assert "<b>" not in md and "](" not in md and "\\|" in md
+    assert "\\<b\\>" in md and "\\[link\\](" in md and "\\|" in md  # markup shown as text, not rendered
     assert len(clean("x" * 10_000)) == 3000
 
 
@@ -247,7 +254,8 @@ def test_in_place_changes_to_arguments_reach_the_graders_copies():
     tracked = _tensor_args((kernel_x, kernel_list), {"w": z.clone()})
     kernel_x.mul_(2)
     kernel_list[0].add_(5)
-    changed = [[path, t] for path, t, v in tracked if t._version != v]
+    kernel_list[0].data.add_(0)                     # (a write through .data bumps no version: compared by value)
+    changed = [[path, t] for path, t, v, before in tracked if t._version != v or not torch.equal(before, t)]
     assert [p for p, _ in changed] == [["args", 0], ["args", 1, 0]]
     args = (x, [y])
     _mirror_changes(args, {"w": z}, changed, "f(x)")
@@ -256,3 +264,30 @@ def test_in_place_changes_to_arguments_reach_the_graders_copies():
     for forged in ([[["args", 7], torch.ones(3)]], [[["globals", 0], torch.ones(3)]], [["args", 0]]):
         with pytest.raises(BadReply):
             _mirror_changes(args, {}, forged, "f(x)")
+
+
+def test_a_killed_graders_leftovers_are_swept_and_nothing_else(tmp_path):
+    """A grader killed at its wall limit cannot unmount its kernel's tmpfs or remove its private
+    folder; the next grader removes them, and nothing that is another process's or user's."""
+    from autograder.sandbox import _mount_tmpfs, sweep_stale
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(done.stdout)                      # a pid whose process has exited
+    stale = tmp_path / f"autograder-{dead}-abc123"
+    (stale / "work-x").mkdir(parents=True)
+    mounted = _mount_tmpfs(stale / "work-x", 1)  # (as root: the kernel's disk quota)
+    (stale / "work-x" / "notebook.bin").write_bytes(b"x" * 100)
+    alive = tmp_path / f"autograder-{os.getpid()}-def456"
+    alive.mkdir()
+    other = tmp_path / f"autograder-{dead}-ghi789"
+    other.mkdir()
+    if os.geteuid() == 0:
+        os.chown(other, 65534, 65534)            # another user's: not ours to remove
+    link = tmp_path / f"autograder-{dead}-jkl000"
+    link.symlink_to(alive)
+    removed = sweep_stale(tmp_path)
+    assert removed == [stale] and not stale.exists()
+    if mounted:
+        assert str(stale) not in Path("/proc/self/mounts").read_text()
+    assert alive.is_dir() and link.is_symlink()
+    assert other.is_dir() == (os.geteuid() == 0)

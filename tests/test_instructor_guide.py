@@ -9,11 +9,20 @@ from autograder import notebook_checks as checks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "book" / "guides" / "instructor.md"
-ROW = re.compile(r"^\| `(a\d\d-[a-z0-9-]+)` \| [^|]+ \| (\d+) \| ([^|]+) \| ([^|]+) \|$", re.M)
+ROW = re.compile(r"^\| `(a\d\d-[a-z0-9-]+)` \| [^|]+ \| (\d+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", re.M)
 
 
-def _assignments(text: str) -> dict[str, tuple[str, str, str]]:
-    return {m[1]: (m[2], m[3].strip(), m[4].strip()) for m in ROW.finditer(text)}
+def _assignments(text: str) -> dict[str, tuple[str, str, str, str]]:
+    return {m[1]: (m[2], m[3].strip(), m[4].strip(), m[5].strip()) for m in ROW.finditer(text)}
+
+
+def _glyph_target(nb) -> str:
+    """The grader's target on its own task (`_GLYPH_TARGET` in the hidden convergence test)."""
+    for cell in nb.cells:
+        if checks.nbgrader_meta(cell).get("grade_id") == "test_convergence":
+            m = re.search(r"^_GLYPH_TARGET = ([0-9.]+)", cell.source, re.M)
+            return f"{float(m[1]):.2f}" if m else "-"
+    return "-"
 
 
 def _settings(source: str, condition: str) -> dict[str, str]:
@@ -42,11 +51,15 @@ def test_every_assignment_is_listed_with_its_points_and_targets():
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not checks.is_graded_test(c))
         online = _settings(code, "if cfg.fast:")
         offline = {**online, **_settings(code, 'if splits.source == "digits" and cfg.fast:')} if online else {}
-        assert rows[name] == (str(points), _target(online), _target(offline)), name
+        glyph = _glyph_target(nb)
+        assert rows[name] == (str(points), _target(online), _target(offline), glyph), name
+        if glyph != "-":  # the notebook tells the student the target its hidden test uses
+            intro = re.sub(r"\s+", " ", nb.cells[0].source)
+            assert f"at least {round(float(glyph) * 100)}% of them must be classified correctly" in intro, name
 
 
 def test_the_table_parser_reads_a_row():
-    text = "| `a99-x` | 9 X | 25 | 0.93 after 3 epochs | - |"
-    assert _assignments(text) == {"a99-x": ("25", "0.93 after 3 epochs", "-")}
+    text = "| `a99-x` | 9 X | 25 | 0.93 after 3 epochs | - | 0.90 |"
+    assert _assignments(text) == {"a99-x": ("25", "0.93 after 3 epochs", "-", "0.90")}
     code = 'if cfg.fast:   # note\n    LIMIT, EPOCHS, TARGET = 4000, 3, 0.93\n'
     assert _target(_settings(code, "if cfg.fast:")) == "0.93 after 3 epochs"
