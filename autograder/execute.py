@@ -40,7 +40,8 @@ from autograder import testrun
 from autograder.remote import GraderNamespace, KernelChannel, Student
 from autograder.restore import GradedCell, nbgrader_meta
 from autograder.review import review
-from autograder.sandbox import WALL_FACTOR, Limits, directory_bytes, process_tree_cpu, release_workdir
+from autograder.sandbox import (HARD_WALL_FACTOR, WALL_FACTOR, Limits, directory_bytes, own_run_delay,
+                                process_tree_times, release_workdir)
 
 AGENT_SOURCE = (Path(__file__).parent / "agent.py").read_text()
 WIRE_SOURCE = (Path(__file__).parent / "wire.py").read_text()
@@ -254,40 +255,69 @@ class DiskWatch(threading.Thread):
 
 
 class CpuWatch(threading.Thread):
-    """Time limits in the kernel's CPU seconds: stop the kernel once the cell (or test) being
-    run has used more CPU time than its limit.
+    """Time limits that do not depend on how busy the machine is: stop the kernel once the cell
+    (or test) being run has used more CPU time than its limit, or has *waited* longer than
+    `WALL_FACTOR` times its limit.
 
     A correct cell that needs 8 s of CPU needs 8 s whether the machine is quiet or busy with
-    other gradings; measured on the wall clock it would fail under load. The wall clock
-    still bounds a cell that waits instead of computing (`WALL_FACTOR` times the limit).
+    other gradings; on the wall clock it may take 30 s on a busy one. Waiting is what is left of
+    the wall clock once the CPU time and the time spent ready to run but queued for a core are
+    taken away (for the kernel's processes, and in a test also for the grader's own thread,
+    which computes the references meanwhile): a `time.sleep` or a blocked read accrues it, a
+    crowded machine does not.
     """
 
     def __init__(self, km, kill):
         super().__init__(daemon=True)
         self.km, self.kill = km, kill
-        self.limit, self.base, self.label, self.tripped = math.inf, 0.0, "", ""
+        self.limit, self.wait_limit, self.label, self.tripped = math.inf, math.inf, "", ""
+        self.base = (0.0, 0.0, 0.0, 0.0, 0.0)
+        self.grader = False
         self.stopped = threading.Event()
 
-    def used(self) -> float:
+    def sample(self) -> tuple[float, float, float, float, float]:
+        """(wall clock, kernel CPU, kernel run-queue wait, grader run-queue wait, grader CPU), in seconds."""
         proc = getattr(getattr(self.km, "provisioner", None), "process", None)
-        return process_tree_cpu(proc.pid) if proc is not None else 0.0
+        cpu, delay = process_tree_times(proc.pid) if proc is not None else (0.0, 0.0)
+        return time.monotonic(), cpu, delay, own_run_delay(), time.process_time()
 
-    def begin(self, label: str, limit: float) -> None:
+    def spent(self, now=None) -> tuple[float, float]:
+        """(CPU seconds, seconds waited) since `begin`."""
+        wall, cpu, delay, grader_delay, grader_cpu = now or self.sample()
+        w0, c0, d0, gd0, gc0 = self.base
+        # in a test the kernel also waits while the grader computes the references: not its waiting
+        busy = (delay - d0) + ((grader_delay - gd0) + (grader_cpu - gc0) if self.grader else 0.0)
+        return cpu - c0, max(0.0, (wall - w0) - (cpu - c0) - busy)
+
+    def begin(self, label: str, limit: float, grader: bool = False) -> None:
         self.limit = math.inf  # (never judged against the previous cell's base)
-        self.base, self.label = self.used(), label
+        self.grader, self.label = grader, label
+        self.base = self.sample()
+        self.wait_limit = WALL_FACTOR * limit
         self.limit = limit
 
-    def end(self) -> float:
-        """Stop judging; the CPU seconds used since `begin`."""
+    def end(self) -> tuple[float, float]:
+        """Stop judging; (CPU seconds, seconds waited) since `begin`."""
         limit, self.limit = self.limit, math.inf
-        return self.used() - self.base if limit != math.inf else 0.0
+        return self.spent() if limit != math.inf else (0.0, 0.0)
 
     def run(self):
         while not self.stopped.wait(0.5):  # (a /proc scan takes a few ms: twice a second is plenty)
-            if self.limit != math.inf and self.used() - self.base > self.limit:
-                self.tripped = f"{self.label} used more than {self.limit:.0f} s of CPU time (the time limit)"
-                self.kill()
-                return
+            limit = self.limit
+            if limit == math.inf:
+                continue
+            cpu, waited = self.spent()
+            if self.limit == math.inf:
+                continue
+            if cpu > limit:
+                self.tripped = f"{self.label} used more than {limit:.0f} s of CPU time (the time limit)"
+            elif waited > self.wait_limit:
+                self.tripped = (f"{self.label} waited more than {self.wait_limit:.0f} s without computing (the time "
+                                f"limit for waiting: sleep, input or a blocked read)")
+            else:
+                continue
+            self.kill()
+            return
 
 
 # ---------------------------------------------------------------- one submission
@@ -352,7 +382,7 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
     if not mounted:
         watch = DiskWatch(workdir, limits.disk_mb * 1024 * 1024, lambda: _hard_kill(km))
     cpu = CpuWatch(km, lambda: _hard_kill(km))
-    cpu_spent = 0.0  # the kernel's CPU seconds in the notebook's cells and tests
+    cpu_spent, waited = 0.0, 0.0  # the kernel's CPU seconds, and its waiting, in the notebook's cells and tests
     stopped, grader_error = "", ""
     idx, cell = -1, None
     try:
@@ -371,21 +401,24 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                 if role == "markdown":
                     continue
                 remaining = limits.notebook_timeout - cpu_spent
-                wall_left = WALL_FACTOR * limits.notebook_timeout - (time.monotonic() - start)
-                if remaining <= 0 or wall_left <= 0:
+                wait_left = WALL_FACTOR * limits.notebook_timeout - waited
+                hard_left = HARD_WALL_FACTOR * limits.notebook_timeout - (time.monotonic() - start)
+                if remaining <= 0 or wait_left <= 0 or hard_left <= 0:
                     stopped = (f"the notebook used more than its time limit of {limits.notebook_timeout:.0f} s of CPU time"
-                               if remaining <= 0 else f"the notebook ran longer than its wall-clock time limit of "
-                               f"{WALL_FACTOR * limits.notebook_timeout:.0f} s") + f" before cell {idx}"
+                               if remaining <= 0 else f"the notebook waited more than {WALL_FACTOR * limits.notebook_timeout:.0f} s "
+                               "without computing" if wait_left <= 0 else "the notebook ran longer than its last wall-clock "
+                               f"limit of {HARD_WALL_FACTOR * limits.notebook_timeout:.0f} s") + f" before cell {idx}"
                     break
                 budget = max(1.0, min(limits.cell_timeout, remaining))
-                wall = max(1.0, min(WALL_FACTOR * budget, wall_left))
+                hard = max(1.0, min(HARD_WALL_FACTOR * budget, hard_left))  # a last bound (the watch enforces the rest)
                 if role == "test":
                     g = by_index[idx]
-                    channel.deadline = time.monotonic() + wall
+                    channel.deadline = time.monotonic() + hard
                     t0 = time.monotonic()
-                    cpu.begin(f"the test {g.grade_id!r}", budget)
+                    cpu.begin(f"the test {g.grade_id!r}", budget, grader=True)
                     outcome = testrun.run_test(ns, cell.source, g.grade_id, channel, redact=hidden_text)
-                    cpu_spent += cpu.end()
+                    used, idle = cpu.end()
+                    cpu_spent, waited = cpu_spent + used, waited + idle
                     took = time.monotonic() - t0
                     if cpu.tripped:
                         outcome.message = f"{outcome.message}: {cpu.tripped}; the kernel was stopped"
@@ -400,12 +433,13 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                         stopped = f"the kernel stopped in {g.grade_id!r}: {outcome.message}"
                         break
                     continue
-                client.timeout = int(math.ceil(wall))
+                client.timeout = int(math.ceil(hard))
                 cpu.begin(f"{_label(cell, idx)} (cell {idx})", budget)
                 try:
                     client.execute_cell(cell, idx)
                 finally:
-                    cpu_spent += cpu.end()
+                    used, idle = cpu.end()
+                    cpu_spent, waited = cpu_spent + used, waited + idle
                 ns.forget_fetched()
                 if role == "kernel":
                     _pin_instructor_names(ns, channel, cell, pinned)
@@ -421,8 +455,7 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                         stopped = grader_error
                         break
     except CellTimeoutError:
-        stopped = (f"{_label(cell, idx)} (cell {idx}) ran longer than its wall-clock time limit of {client.timeout} s "
-                   f"({WALL_FACTOR:g} times its CPU-time limit: it waited rather than computed)")
+        stopped = f"{_label(cell, idx)} (cell {idx}) ran longer than its last wall-clock limit of {client.timeout} s"
     except DeadKernelError:
         stopped = (f"{cpu.tripped}; the kernel was stopped" if cpu.tripped
                    else f"the kernel died in {_label(cell, idx)} (cell {idx}){_exit_code(km)}")

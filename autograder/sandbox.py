@@ -67,9 +67,13 @@ class Limits:
         return asdict(self)
 
 
-# Time limits count the kernel's CPU seconds (`process_tree_cpu`); a cell that waits instead of
-# computing (sleep, a blocked read) is stopped by the wall clock at this many times its limit.
+# Time limits count the kernel's CPU seconds (`process_tree_times`); a cell that waits instead of
+# computing (sleep, a blocked read) is stopped once it has waited this many times its limit, where
+# the time spent waiting for a core on a busy machine (by the kernel, and in a test by the grader)
+# does not count as waiting.
 WALL_FACTOR = 4.0
+# A last bound on the plain wall clock, whatever the accounting says: this many times the limit.
+HARD_WALL_FACTOR = 40.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -259,15 +263,26 @@ def directory_bytes(path: Path, limit_entries: int = 200_000) -> int:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def process_tree_cpu(root_pid: int) -> float:
-    """CPU seconds (user + system) used so far by `root_pid` and every live descendant,
-    including the children they have already reaped.
+def _run_delay(pid: int | str) -> float:
+    """Seconds the process's main thread has waited on a run queue, ready but not running
+    (/proc/PID/schedstat; 0 where the kernel does not keep it)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
-    The limits that judge student code count this rather than the wall clock: on a machine
-    busy with other gradings (or students working beside `autograder watch`), a correct cell
-    takes longer but uses the same CPU time, so its grade does not depend on the load.
-    Read from /proc, which shows a sandbox's processes too (a PID namespace renumbers them
-    only inside).
+
+def process_tree_times(root_pid: int) -> tuple[float, float]:
+    """(CPU seconds, run-queue seconds) of `root_pid` and every live descendant: the CPU time
+    they used (user + system, with the children they have already reaped), and the time they
+    were ready to run but waited for a core.
+
+    The limits that judge student code count these rather than the wall clock: on a machine busy
+    with other gradings (or students working beside `autograder watch`), a correct cell takes
+    longer on the wall clock, but it uses the same CPU time, and the difference is time it spent
+    waiting for a core, which is counted apart. Read from /proc, which shows a sandbox's
+    processes too (a PID namespace renumbers them only inside).
     """
     children: dict[int, list[int]] = {}
     ticks: dict[int, int] = {}
@@ -286,15 +301,27 @@ def process_tree_cpu(root_pid: int) -> float:
         except (IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry.name))
-    total, stack, seen = 0, [root_pid], set()
+    total, delay, stack, seen = 0, 0.0, [root_pid], set()
     while stack:
         pid = stack.pop()
         if pid in seen:
             continue
         seen.add(pid)
-        total += ticks.get(pid, 0)
+        if pid in ticks:
+            total += ticks[pid]
+            delay += _run_delay(pid)
         stack += children.get(pid, [])
-    return total / _CLOCK_TICKS
+    return total / _CLOCK_TICKS, delay
+
+
+def process_tree_cpu(root_pid: int) -> float:
+    """CPU seconds used by `root_pid` and its descendants (see `process_tree_times`)."""
+    return process_tree_times(root_pid)[0]
+
+
+def own_run_delay() -> float:
+    """Seconds this process's main thread (where the grader runs hidden tests) waited for a core."""
+    return _run_delay("self")
 
 
 # ---------------------------------------------------------------- the library copy
