@@ -73,8 +73,18 @@ def test_loopback_server_serves_a_folder_and_records_every_request(tmp_path):
 @pytest.mark.browser
 def test_chromium_launcher_opens_a_served_page(tmp_path):
     (tmp_path / "index.html").write_text("<title>t</title><p id=x>served</p>")
-    with suite_helpers.LoopbackServer(directory=tmp_path) as server, suite_helpers.chromium() as browser:
-        page = browser.new_page()
-        page.goto(server.url + "/index.html")
-        assert page.inner_text("#x") == "served"
-        page.close()
+
+    def visit():
+        with suite_helpers.LoopbackServer(directory=tmp_path) as server, suite_helpers.chromium() as browser:
+            page = browser.new_page()
+            page.goto(server.url + "/index.html")
+            text = page.inner_text("#x")
+            page.close()
+            return text
+
+    # in a thread of its own: the browser tests' session may already drive Playwright's sync API
+    # (with its event loop) in this one, and a second sync session cannot start inside that loop
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(visit).result(timeout=120) == "served"
