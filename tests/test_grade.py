@@ -52,7 +52,9 @@ def journal(out):
     return entries
 
 
-@pytest.fixture(scope="module")
+# session-scoped: with tests of other files scheduled in between on the same worker, a module
+# fixture would be torn down and the whole batch graded twice
+@pytest.fixture(scope="session")
 def batch(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("grading")
     listener = socket.socket()
@@ -277,9 +279,10 @@ BURN = ("import time\ndef _burn(seconds):\n    t = time.process_time()\n    whil
 
 def test_grades_do_not_depend_on_the_machines_load(tmp_path):
     """Round 2: correct work lost its points when other gradings kept the cores busy. Limits
-    count the kernel's CPU seconds: a cell needing 4 s of CPU and a tested function needing
-    1 s a call pass a 6 s limit with both cores busy (where each takes about three times as
-    long on the wall clock), and a loop that needs more CPU than the limit still fails."""
+    count the kernel's CPU seconds, and waiting for a core is not waiting: a cell needing 4 s of
+    CPU and a tested function needing 1 s a call pass a 6 s limit with both cores busy (where
+    each takes two to three times as long on the wall clock, more while the rest of the suite
+    runs beside), and a loop that needs more CPU than the limit still fails."""
     release = nbformat.read(ROOT / "assignments" / "fix" / "fix.ipynb", as_version=4)
     subs = tmp_path / "subs"
     subs.mkdir()
@@ -288,7 +291,7 @@ def test_grades_do_not_depend_on_the_machines_load(tmp_path):
     nbformat.write(fill(release, scale=BURN + "_burn(4)\ndef scale(x, k):\n    return x * k",
                         relu=BURN + "def relu(x):\n    _burn(1)\n    return x.clamp(min=0)"), subs / "heavy.ipynb")
     nbformat.write(fill(release, relu=BURN + "_burn(30)\ndef relu(x):\n    return x.clamp(min=0)"), subs / "too_heavy.ipynb")
-    busy = [subprocess.Popen([PY, "-c", "while True: pass"]) for _ in range(4)]
+    busy = [subprocess.Popen([PY, "-c", "while True: pass"]) for _ in range(2)]
     try:
         time.sleep(1)
         out = tmp_path / "out"

@@ -83,6 +83,9 @@ SCENARIOS = {
     # --- code that harms the grading host
     "infinite_loop": (lambda r: fill(r, relu="while True:\n    pass"), 3, "time limit", False),
     "slow_function": (lambda r: fill(r, relu="def relu(x):\n    while True:\n        pass"), 3, "s of CPU time", False),
+    # computing nothing: stopped once it has waited 4 times the cell's limit (time queued for a core
+    # on a busy machine does not count as waiting)
+    "sleeps": (lambda r: fill(r, relu="import time\ntime.sleep(3600)"), 3, "without computing", False),
     "os_exit": (lambda r: fill(r, scale="import os\nos._exit(0)"), 1, "kernel died", False),
     "segfault": (lambda r: fill(r, scale="import ctypes\nctypes.string_at(0)"), 1, "kernel died", FLAGGED),
     "memory_hog": (lambda r: fill(r, relu="hog = bytearray(8 * 1024**3)\ndef relu(x):\n    return x.clamp(min=0)"), 3, "MemoryError", False),
