@@ -222,6 +222,10 @@ class _Recorder:
                 return func(*args, **(kwargs or {}))
 
         class Ops(TorchDispatchMode):
+            @classmethod
+            def _should_skip_dynamo(cls):  # (else the first use imports torch._dynamo: a second or more)
+                return False
+
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 name = func._schema.name.split("::")[-1]
                 if name in ops:
