@@ -399,6 +399,25 @@ def sweep_stale(scratch: Path) -> list[Path]:
             _unmount(Path(mount))
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(Path(entry.path))
+    # kernels a dead grader left running (bubblewrap starts a session of its own, so killing the
+    # grader's process group misses them): their pids cgroups carry the grader's pid
+    base = _own_pids_cgroup()
+    if base is not None:
+        for entry in os.scandir(base):
+            m = re.fullmatch(r"autograder-(\d+)-\d+", entry.name)
+            if not m or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                os.kill(int(m.group(1)), 0)
+                continue
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            group = PidsCgroup.__new__(PidsCgroup)
+            group.path = Path(entry.path)
+            group.release()
+            removed.append(group.path)
     return removed
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -285,9 +286,32 @@ def test_a_killed_graders_leftovers_are_swept_and_nothing_else(tmp_path):
         os.chown(other, 65534, 65534)            # another user's: not ours to remove
     link = tmp_path / f"autograder-{dead}-jkl000"
     link.symlink_to(alive)
-    removed = sweep_stale(tmp_path)
+    removed = [p for p in sweep_stale(tmp_path) if p.parent == tmp_path]  # (not cgroups of dead graders)
     assert removed == [stale] and not stale.exists()
     if mounted:
         assert str(stale) not in Path("/proc/self/mounts").read_text()
     assert alive.is_dir() and link.is_symlink()
     assert other.is_dir() == (os.geteuid() == 0)
+
+
+def test_kernels_a_killed_grader_left_running_are_stopped_by_the_next_sweep(tmp_path):
+    """bubblewrap starts a session of its own, so killing a grader's process group (the watch's wall
+    limit) leaves its kernel running; the kernel's pids cgroup names the grader, and the next
+    grader's sweep kills what is left in it."""
+    from autograder.sandbox import CGROUP_CAP, PidsCgroup, process_cap, sweep_stale
+
+    if process_cap() != CGROUP_CAP:
+        pytest.skip("no usable pids cgroup here (the kernels' process cap is RLIMIT_NPROC)")
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    group = PidsCgroup(f"{int(done.stdout)}-123", 8)   # as a grader that has exited would have named it
+    orphan = subprocess.Popen(group.prefix() + ["sleep", "600"])
+    try:
+        for _ in range(100):
+            if (group.path / "cgroup.procs").read_text().split():
+                break
+            time.sleep(0.05)
+        assert group.path in sweep_stale(tmp_path)
+        assert orphan.wait(timeout=10) == -9 and not group.path.exists()
+    finally:
+        orphan.kill()
+        group.release()
