@@ -11,6 +11,7 @@ import pytest
 from _pytest.outcomes import Failed, Skipped
 
 import suite_helpers
+from suite_helpers import ROOT
 from dlcourse.datasets import fetching
 from dlcourse.datasets.registry import load_registry
 
@@ -88,3 +89,27 @@ def test_chromium_launcher_opens_a_served_page(tmp_path):
 
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(visit).result(timeout=120) == "served"
+
+
+def test_an_xdist_group_runs_on_one_worker_and_builds_its_session_fixture_once(tmp_path):
+    # tests/conftest.py makes `--dist loadgroup` group under pytest 9; without it each worker
+    # took half of the group and built the group's session fixture (a graded batch) again
+    import subprocess
+    import sys
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_grouped.py").write_text(
+        "import os, pytest\n"
+        "pytestmark = pytest.mark.xdist_group('g')\n"
+        "@pytest.fixture(scope='session')\n"
+        "def built():\n"
+        "    with open('builds', 'a') as f:\n"
+        "        f.write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n"
+        "@pytest.mark.parametrize('i', range(20))\n"
+        "def test_member(built, i):\n"
+        "    pass\n")
+    (tmp_path / "test_loose.py").write_text("import pytest\n@pytest.mark.parametrize('i', range(20))\ndef test_x(i):\n    pass\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
+                           "--rootdir", str(tmp_path), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "builds").read_text().splitlines() in (["gw0"], ["gw1"])
