@@ -7,6 +7,9 @@ One idea per module:
   explorer     -- the ipywidgets convolution explorer that also works in the static book
   activations  -- activations, their derivatives, stable cross-entropy, dropout, hinge (chapter 2)
   datasets     -- verified data sets (MNIST, digits, The Time Machine) and synthetic ones
+  text         -- the character pipeline: vocabulary, batches for truncated BPTT, clipping by
+                  global norm, language-model training and sampling (chapter 10)
+  metrics      -- evaluation metrics with their baselines (perplexity, chapter 10)
   train, plots, summary, models -- the training toolkit and reference models (chapter 3 on)
 Submodules are imported on demand (`from dlcourse import conv`), so that importing the
 package stays cheap.
