@@ -169,6 +169,32 @@ def test_bidirectional_output_is_forward_then_backward_and_the_backward_reads_re
     torch.testing.assert_close(out[0, :, 4:], h_n[1])           # backward at the first
 
 
+def test_gradient_norms_through_time_vanish_in_a_vanilla_rnn_and_not_through_an_open_forget_gate():
+    from dlcourse.datasets import adding_problem
+    x, y = adding_problem(32, 40, seed=0)
+    x = x.transpose(0, 1).double()                                   # (T, B, 2)
+    torch.manual_seed(0)
+    head = nn.Linear(16, 1).double()
+
+    def loss(h):                                                     # many-to-one: regress the sum from h_T
+        return ((head(h).squeeze(-1) - y.double()) ** 2).mean()
+
+    rnn, lstm = R.RNNCell(2, 16).double(), R.LSTMCell(2, 16).double()
+    with torch.no_grad():
+        R.split_gates(lstm.bias_ih, "LSTM")["f"].fill_(5.0)          # f near 1: the cell keeps its content
+    vanilla = R.gradient_norms_through_time(rnn, x, loss)
+    gated = R.gradient_norms_through_time(lstm, x, loss)
+    assert vanilla.shape == gated.shape == (40,)
+    h_T = torch.zeros(32, 16, dtype=torch.float64, requires_grad=True)
+    assert vanilla[0] < 1e-6 * vanilla[-1]                           # vanished over 40 steps
+    assert gated[0] > 0.01 * gated[-1]                               # survived (about 5 % here)
+    with torch.no_grad():
+        rnn.weight_hh.zero_()                                        # no recurrence: only h_T matters
+    norms = R.gradient_norms_through_time(rnn, x, loss)
+    assert torch.all(norms[:-1] == 0) and norms[-1] > 0
+    torch.testing.assert_close(norms[-1], torch.autograd.grad(loss(h_T + rnn(x[-1], None)), h_T)[0].norm())
+
+
 def test_copy_refuses_a_different_configuration():
     with pytest.raises(ValueError, match="configurations differ"):
         R.load_torch_weights(R.LSTM(3, 4, 2), nn.LSTM(3, 4, 1))

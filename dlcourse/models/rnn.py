@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "GATES", "RNNCell", "LSTMCell", "GRUCell", "unroll", "RNN", "LSTM", "GRU",
+    "GATES", "RNNCell", "LSTMCell", "GRUCell", "unroll", "gradient_norms_through_time", "RNN", "LSTM", "GRU",
     "load_torch_weights", "from_torch", "split_gates", "CharLM", "cfgs", "char_lm",
 ]
 
@@ -182,6 +182,22 @@ def unroll(cell: _Cell, x: torch.Tensor, state, reverse: bool = False):
         state = cell.step(xw[t], state)       # only this part is sequential
         outputs[t] = cell.hidden(state)
     return torch.stack(outputs), state
+
+
+def gradient_norms_through_time(cell: _Cell, x: torch.Tensor, loss_fn, state=None) -> torch.Tensor:
+    """(T,) the norms ||dL/dh_t|| for L = loss_fn(h_T), x (T, B, I): how much of the loss's gradient
+    reaches each earlier step (the many-to-one case, e.g. the adding problem). Through a vanilla
+    RNN each step back multiplies by W_hh^T and tanh', so the norms shrink (or grow) geometrically
+    (Bengio, Simard and Frasconi 1994). An LSTM whose forget gates stay near 1 carries them back
+    through its additive cell; at PyTorch's initialisation f is about 0.5 and they shrink too,
+    which is why a forget-gate bias of a few units is a common start (split_gates(bias_ih)["f"])."""
+    state = cell.zero_state(x.shape[1], x) if state is None else state
+    xw, hs = cell.input_projection(x), []
+    for t in range(x.shape[0]):
+        state = cell.step(xw[t], state)
+        hs.append(cell.hidden(state))                                     # h_t, which step t + 1 reads
+    grads = torch.autograd.grad(loss_fn(hs[-1]), hs, allow_unused=True)   # total derivatives dL/dh_t
+    return torch.stack([g.norm() if g is not None else x.new_zeros(()) for g in grads])
 
 
 class _Recurrent(nn.Module):
