@@ -161,8 +161,8 @@ class GRUCell(_Cell):
     mode = "GRU"
 
     def step(self, xw: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        x_r, x_z, x_n = xw.chunk(3, dim=-1)                               # input halves, each (B, H)
-        h_r, h_z, h_n = self.hidden_projection(h).chunk(3, dim=-1)        # hidden halves, biases b_h* included
+        x_r, x_z, x_n = xw.chunk(3, dim=-1)                               # input parts, each (B, H)
+        h_r, h_z, h_n = self.hidden_projection(h).chunk(3, dim=-1)        # hidden parts, biases b_h* included
         r = torch.sigmoid(x_r + h_r)
         z = torch.sigmoid(x_z + h_z)
         n = torch.tanh(x_n + r * h_n)       # r gates the hidden product *and* its bias b_hn
