@@ -1,11 +1,14 @@
 """Mutation testing of assignment solutions: plant a known mistake, see which tests catch it.
 
-A mutant is `name -> (solution text, wrong text, grade_id of the cell that must fail)`.
+A mutant is `name -> (solution text, wrong text, grade_id of the cell that must fail[, a
+fragment of the failure message that shows the mutant's own effect])`.
 `run_mutated` plants the mutants in the solution cells of a copy of the source notebook and
 grades that copy as a student's submission with the real grader (sandboxed kernel, tests
 in the grader's process); it returns, for every graded cell, whether it failed. Used by the
 per-assignment tests to prove that hidden tests reject subtly wrong solutions and that each
-mistake is caught by the cell meant to catch it.
+mistake is caught by the cell meant to catch it. Mutants of one group touch different cells
+and target different tests; where a sibling could break the same test (a broken model also
+trains badly), the mutant names its message fragment and is credited only with that failure.
 """
 from __future__ import annotations
 
@@ -20,47 +23,72 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 TRAINING_CELL, CONVERGENCE_TEST = "training_run", "test_convergence"
+LEFT_OUT = "# left out by the mutation test: {}"
 
 
-def _skip_training(*notebooks) -> None:
-    """Replace the notebook's training run by a comment in every copy the grader reads (source,
-    submission, release), so that the convergence test fails at once instead of training twice."""
+def _without_training(*notebooks, keep_hidden_convergence: bool) -> None:
+    """Leave out the notebook's own training run in every copy the grader reads (source,
+    submission, release). With `keep_hidden_convergence`, the convergence test keeps only its
+    hidden part (the grader's own training on its own task), so that a mutant aimed at that test
+    is caught by the check that decides the grade, never by the notebook's visible assertions on
+    a run the student's kernel computed; without it, the convergence test fails at once and is
+    left out of the result."""
     for nb in notebooks:
         for cell in nb.cells:
-            if checks.nbgrader_meta(cell).get("grade_id") == TRAINING_CELL:
-                cell.source = "# training skipped: no mutant in this run targets the convergence test"
+            gid = checks.nbgrader_meta(cell).get("grade_id")
+            if gid == TRAINING_CELL:
+                cell.source = LEFT_OUT.format("the notebook's own training run")
+            elif gid == CONVERGENCE_TEST and keep_hidden_convergence:
+                hidden = cell.source.find(checks.BEGIN_HIDDEN)
+                cell.source = (cell.source[hidden:] if hidden >= 0
+                               else LEFT_OUT.format("the visible checks of the notebook's own run"))
+
+
+def mutant_target(spec: tuple) -> str:
+    """The graded cell a mutant `(old, new, cell[, message fragment])` must fail."""
+    return spec[2]
 
 
 def run_mutated(source: pathlib.Path, tmp_path: pathlib.Path, mutants: dict, messages: dict | None = None,
                 train: bool | None = None) -> dict[str, bool]:
     """Grade the solution with `mutants` planted; return {grade_id: failed}.
 
-    Training is the slow part of an assignment and only the convergence test reads it: unless a
-    mutant targets that test (or `train` is True), the run skips it and the result leaves the
-    convergence test out, since it was not exercised."""
+    Training is the slow part of an assignment. With `train` True (correct answers written
+    another way) the whole notebook runs. Otherwise the notebook's own training run is left
+    out: when a mutant targets the convergence test, that test keeps its hidden part, the
+    grader's own run, which alone must catch the mutant; when none does, the convergence
+    test is left out of the result, since it was not exercised."""
     original = nbformat.read(source, as_version=4)
     nb = nbformat.read(source, as_version=4)
-    for name, (old, new, _) in mutants.items():
+    for name, spec in mutants.items():
+        old, new = spec[0], spec[1]
         hits = [c for c in nb.cells if old in c.source and checks.nbgrader_meta(c).get("solution")]
         assert len(hits) == 1, f"mutant {name}: solution text not found exactly once in a solution cell of {source.name}"
         hits[0].source = hits[0].source.replace(old, new)
     released = nbformat.read(REPO / "assignments" / source.parent.name / source.name, as_version=4)
-    if train is None:
-        train = any(cell == CONVERGENCE_TEST for (_, _, cell) in mutants.values())
+    targets_convergence = any(mutant_target(spec) == CONVERGENCE_TEST for spec in mutants.values())
     if not train:
-        _skip_training(original, nb, released)
+        _without_training(original, nb, released, keep_hidden_convergence=targets_convergence)
     ex = grade_here(original, nb, released, assignment=source.parent.name)
-    tests = [t for t in ex.tests if train or t.grade_id != CONVERGENCE_TEST]
+    exercised = train or targets_convergence
+    tests = [t for t in ex.tests if exercised or t.grade_id != CONVERGENCE_TEST]
     if messages is not None:
         messages.update({t.grade_id: t.message for t in tests})
     return {t.grade_id: t.status != "passed" for t in tests}
 
 
-def assert_each_mutant_caught(failed: dict[str, bool], mutants: dict, may_also_fail=frozenset()) -> None:
-    """Every mutant fails its target cell; no graded cell outside the targets fails."""
-    targets = {cell for (_, _, cell) in mutants.values()}
-    for name, (_, _, cell) in mutants.items():
+def assert_each_mutant_caught(failed: dict[str, bool], mutants: dict, may_also_fail=frozenset(),
+                              messages: dict | None = None) -> None:
+    """Every mutant fails its target cell, by its own effect where the mutant names one (a
+    fragment of the failure message: a sibling that broke the same cell would say something
+    else); no graded cell outside the targets fails."""
+    targets = {mutant_target(spec) for spec in mutants.values()}
+    for name, spec in mutants.items():
+        cell = mutant_target(spec)
         assert failed[cell], f"mutant {name} passes {cell}"
+        if len(spec) > 3:
+            assert messages is not None, f"mutant {name} names its message: pass `messages` to run_mutated"
+            assert spec[3] in messages[cell], f"mutant {name}: {cell} failed for another reason: {messages[cell]}"
     for gid, err in failed.items():
         if gid.startswith("test_") and gid not in targets | set(may_also_fail):
             assert not err, f"{gid} failed although no mutant targets it"

@@ -69,7 +69,7 @@ TABLE_HOOKS_STRIDE_GRADIENTS = {
     "gradients_never_zeroed": (
         "        optimizer.zero_grad()\n",
         "",
-        "test_convergence"),
+        "test_convergence", "of its held-out examples correctly, below the target"),
 }
 LRN_PADDING_ROWS_BIASES_MODE = {
     "lrn_after_the_first_pool": (
@@ -91,7 +91,7 @@ LRN_PADDING_ROWS_BIASES_MODE = {
     "train_epoch_in_eval_mode": (
         "    model.train()\n    total, n = 0.0, 0",
         "    model.eval()\n    total, n = 0.0, 0",
-        "test_convergence"),
+        "test_convergence", "must run the model in training mode"),
 }
 D_FOR_C_DROPOUT_TOTAL_MEAN = {
     "c_written_as_d": (
@@ -113,7 +113,7 @@ D_FOR_C_DROPOUT_TOTAL_MEAN = {
     "loss_mean_of_batch_means": (
         "total, n = total + loss.item() * len(y), n + len(y)",
         "total, n = total + loss.item(), n + 1",
-        "test_convergence"),
+        "test_convergence", "the returned loss is not the mean cross-entropy over the examples"),
 }
 ONE_HIDDEN_LAYER = {
     "one_hidden_fc_layer": (
@@ -138,8 +138,9 @@ MAY_ALSO_FAIL_CLASSIFIER = MAY_ALSO_FAIL | {"test_small_vgg", "test_layer_table"
     ids=["b-for-c-hooks-stride-zerograd", "lrn-pad1x1-relu-biases-evalmode", "d-for-c-dropout-total-mode-mean",
          "one-hidden-layer", "dropout-probability"])
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants, may_also_fail):
-    failed = run_mutated(SOURCE, tmp_path, mutants)
-    assert_each_mutant_caught(failed, mutants, may_also_fail)
+    messages = {}
+    failed = run_mutated(SOURCE, tmp_path, mutants, messages)
+    assert_each_mutant_caught(failed, mutants, may_also_fail, messages)
 
 
 # Correct answers written differently from the solution: configurations as tuples built from
