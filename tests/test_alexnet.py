@@ -94,8 +94,9 @@ def test_zfnet_first_layer_and_shapes():
 
 
 def test_deck001_unpadded_weight_count():
-    # deck 001 computes AlexNet without padding and without biases and ends with "27.55M", the sum
-    # of its rounded per-layer figures (book/04-alexnet/architecture.ipynb, "Erratum"); the exact
+    # deck 001 computes AlexNet without padding and without biases and ends with "27.55M", close to
+    # (but not) the sum of its rounded per-layer figures, 27.561M (book/04-alexnet/architecture.ipynb,
+    # "Erratum"); the exact
     # count follows from the paper's filters and the unpadded sizes:
     # 227 -(11/4)-> 55 -pool-> 27 -(5)-> 23 -pool-> 11 -(3)-> 9 -(3)-> 7 -(3)-> 5 -pool-> 2
     model = on_meta(alexnet_unpadded)
