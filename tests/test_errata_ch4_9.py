@@ -272,3 +272,30 @@ def test_front_page_promises_what_the_chapters_have():
     assert "chapters 1 and 6 also have small interactive explorers" in text
     assert "open its assignment in Colab" not in text
     assert "Once the course is published" in text
+
+
+# --- chapter 9 -----------------------------------------------------------------------------
+
+def test_densenet_published_results_sit_beside_counts_our_models_reproduce():
+    from dlcourse.models import densenet as D
+    from dlcourse.models.resnet import cifar_resnet
+
+    n = lambda m: sum(p.numel() for p in m.parameters())
+    code = _code("09-densenet/densenet.ipynb")
+    rows = re.findall(r'\("([^"]+)", lambda: (.*?), ([\d.]+), ([\d.]+),\s*\n?\s*"', code)
+    assert [r[0] for r in rows] == ["ResNet-110", "DenseNet-BC L=100, k=12", "DenseNet-BC L=250, k=24",
+                                    "DenseNet-BC L=190, k=40"]
+    counts = {}
+    for name, build, params, error in rows:
+        with torch.device("meta"):
+            counts[name] = n(eval(build, {"D": D, "cifar_resnet": cifar_resnet}))
+        assert round(counts[name] / 1e6, 1) == float(params), (name, counts[name])
+    # the prose: "the smallest DenseNet-BC, with under half of ResNet-110's parameters, has a clearly lower error"
+    assert counts["DenseNet-BC L=100, k=12"] < counts["ResNet-110"] / 2
+    errors = {name: float(error) for name, _, _, error in rows}
+    assert errors["DenseNet-BC L=100, k=12"] < errors["ResNet-110"] - 1
+    text = _flat(_markdown("09-densenet/densenet.ipynb"))
+    assert "with under half of ResNet-110's parameters" in text
+    assert "Implicit deep supervision" in text and "Taylor expansion" in text
+    with torch.device("meta"):
+        assert round(n(D.densenet201()) / 1e6) == 20 and "DenseNet-201, with 20M parameters" in text
