@@ -106,11 +106,11 @@ STATS_GRAPH_LIBRARY = {
     "update_in_graph": (
         "        with torch.no_grad():\n            m = x.numel()",
         "        if True:\n            m = x.numel()",
-        "test_module_train"),
+        "test_module_train", "autograd graph"),
     "uses_library_bn": (
         "            layers.append(BatchNorm2d(c_out))",
         "            layers.append(nn.BatchNorm2d(c_out))",
-        "test_cnn"),
+        "test_cnn", "nn.BatchNorm2d"),
 }
 BIAS_DGAMMA = {
     "conv_bias_kept": (
@@ -129,7 +129,7 @@ ZERO_INIT = {
     "weights_initialised_to_zero": (
         '    return nn.Sequential(*layers)\n',
         "    net = nn.Sequential(*layers)\n    for m in net.modules():   # every weight zero: nothing can ever move (the ReLUs' gradient at 0 is 0)\n        if isinstance(m, (nn.Conv2d, nn.Linear)):\n            nn.init.zeros_(m.weight)\n    return net\n",
-        "test_convergence"),
+        "test_convergence", "below the target"),
 }
 GROUPS = {
     "zero-init": (ZERO_INIT, set()),
@@ -149,13 +149,7 @@ def test_wrong_solutions_fail_their_graded_cell(tmp_path, group):
     mutants, may_also_fail = GROUPS[group]
     messages = {}
     failed = run_mutated(SOURCE, tmp_path, mutants, messages)
-    assert_each_mutant_caught(failed, mutants, may_also_fail)
-    if "weights_initialised_to_zero" in mutants:   # caught by what the grader measured, not by an error
-        assert "below the target" in messages["test_convergence"], messages["test_convergence"]
-    if "uses_library_bn" in mutants:   # a static check names the forbidden call, not a kernel call
-        assert "nn.BatchNorm2d" in messages["test_cnn"]
-    if "update_in_graph" in mutants:
-        assert "autograd graph" in messages["test_module_train"]
+    assert_each_mutant_caught(failed, mutants, may_also_fail, messages)
 
 
 # Correct answers written other valid ways keep full marks: statistics over a (C, m) view with
