@@ -299,3 +299,29 @@ def test_densenet_published_results_sit_beside_counts_our_models_reproduce():
     assert "Implicit deep supervision" in text and "Taylor expansion" in text
     with torch.device("meta"):
         assert round(n(D.densenet201()) / 1e6) == 20 and "DenseNet-201, with 20M parameters" in text
+
+
+def test_ilsvrc_timeline_agrees_with_the_other_chapters_and_the_decks():
+    code = _code("08-resnet/architectures.ipynb")
+    timeline = eval(re.search(r"ILSVRC_TOP5 = (\[.*?\n\])", code, re.S).group(1))
+    human = eval(re.search(r"HUMAN_TOP5 = (\(.*?\))\n", code).group(1))
+    errors = {entry: e for _, entry, e, _ in timeline}
+    top5 = _published("PUBLISHED_TOP5")                                  # chapter 6's figure
+    assert errors["AlexNet"] == top5["AlexNet"][0] and errors["GoogLeNet"] == top5["GoogLeNet"][0]
+    assert errors["ResNet"] == 3.57 and human[0] == 5.1
+    assert [e for e in errors if errors[e] < human[0]] == ["ResNet"]
+    if DECKS.is_dir():
+        assert "Best Non-ConvNet in 2012: 26.2%" in _deck("004") and errors["no ConvNet"] == 26.2
+
+
+def test_the_nested_function_class_cell_computes_what_the_page_says():
+    """The degradation page's claim: a 44-layer residual network computes exactly what a 20-layer
+    one computes, with the 20-layer weights in its first blocks and zero last batch norms elsewhere."""
+    nb = nbformat.read(str(BOOK / "08-resnet/degradation.ipynb"), as_version=4)
+    cell = next(c.source for c in nb.cells if c.cell_type == "code" and "shallow, deep = " in c.source)
+    from dlcourse.models.resnet import cifar_resnet
+
+    ns = {"torch": torch, "cifar_resnet": cifar_resnet, "SEED": 0}
+    exec(cell.replace("print(", "_printed = ("), ns)
+    assert torch.equal(ns["shallow"](ns["x"]), ns["deep"](ns["x"]))
+    assert "computes exactly what a 20-layer one" in _flat(_markdown("08-resnet/degradation.ipynb"))
