@@ -27,26 +27,15 @@ import pathlib
 
 import pytest
 
-from autograder import release
 from autograder.demo import fill_release, load_assignment, solution_answers
 from autograder.grade import grade_here
-from mutation_helpers import assert_source_well_formed, assert_each_mutant_caught, run_mutated
+from mutation_helpers import assert_each_mutant_caught, run_mutated
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "a05-vgg"
 SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("a05")]
-
-
-def test_source_is_well_formed():
-    assert_source_well_formed(SOURCE)
-
-
-def test_release_is_proven_by_the_grader():
-    # `make release-check` proves assignments/ current; here the grader proves the solution earns
-    # every point, the untouched release none, and the filled-in release runs in a plain kernel
-    release.prove_committed(ROOT, NAME, echo=lambda *_: None)
 
 
 C_ROW = '"C": [64, 64, "M", 128, 128, "M", 256, 256, (256, 1), "M", 512, 512, (512, 1), "M", 512, 512, (512, 1), "M"],'
@@ -123,7 +112,10 @@ ONE_HIDDEN_LAYER = {
 }
 # round 2: every model comparison runs in eval mode, so nothing checked dropout's probability
 DROPOUT_PROBABILITY = {
-    "dropout_ignores_its_probability": ("nn.Dropout(dropout)", "nn.Dropout(0.5)", "test_vgg_counts"),
+    "dropout_ignores_its_probability": ("nn.Dropout(dropout)", "nn.Dropout(0.5)", "test_vgg_counts", "scaled by"),
+    # pooling thought to round up: the same sizes at 224, 64 and 32 pixels, not at the small VGG's 28
+    # (28 -> 14 -> 7 -> 4, not 3), so only the small network's classifier is the wrong width
+    "pool_rounds_up": ("                size //= 2", "                size = -(-size // 2)", "test_small_vgg"),
 }
 # a model trained differently may miss the target (the notebook's own run or the grader's)
 MAY_ALSO_FAIL = {"test_convergence"}

@@ -28,26 +28,15 @@ import pathlib
 
 import pytest
 
-from autograder import release
 from autograder.demo import fill_release, load_assignment, solution_answers
 from autograder.grade import grade_here
-from mutation_helpers import assert_source_well_formed, assert_each_mutant_caught, run_mutated
+from mutation_helpers import assert_each_mutant_caught, run_mutated
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "a06-googlenet"
 SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("a06")]
-
-
-def test_source_is_well_formed():
-    assert_source_well_formed(SOURCE)
-
-
-def test_release_is_proven_by_the_grader():
-    # `make release-check` proves assignments/ current; here the grader proves the solution earns
-    # every point, the untouched release none, and the filled-in release runs in a plain kernel
-    release.prove_committed(ROOT, NAME, echo=lambda *_: None)
 
 
 CONCAT = "torch.cat([self.branch1(x), self.branch3(x), self.branch5(x), self.branch_pool(x)], dim=1)"

@@ -1,0 +1,83 @@
+"""What every assignment shares, parametrised over the assignments under solutions/.
+
+Each `tests/test_aNN.py` holds only what is particular to its assignment (its mutants, the
+answers written other valid ways, thresholds and the calibration record); the tests here run
+for every assignment, so that chapter 14's assignment is checked the day its folder appears:
+- its source notebook is well formed (release checks, points, hidden tests in every graded cell,
+  the cells the grader needs kept in the kernel: `WELL_FORMED` in its test module);
+- the grader proves the committed release: the solution earns every point, the untouched
+  release earns nothing, and the filled-in release runs in a plain kernel;
+- it has a test module, and every graded cell is the target of at least one mutant there (a
+  graded cell no mistake is shown to fail is a cell nobody knows to work).
+
+Each test carries its assignment's xdist group, so it runs on the worker that runs the rest of
+that assignment's tests.
+"""
+from __future__ import annotations
+
+import importlib
+import pathlib
+
+import nbformat
+import pytest
+
+from autograder import notebook_checks as checks
+from autograder import release
+from mutation_helpers import assert_source_well_formed
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir()
+                     if p.is_dir() and p.name[:1] == "a" and p.name[1:3].isdigit())
+
+
+def _params():
+    return [pytest.param(name, marks=[pytest.mark.slow, pytest.mark.xdist_group(name[:3])], id=name[:3])
+            for name in ASSIGNMENTS]
+
+
+def test_there_are_assignments_to_check():
+    assert len(ASSIGNMENTS) >= 9, ASSIGNMENTS
+
+
+def _module(name: str):
+    """The assignment's own test module, tests/test_aNN.py."""
+    path = ROOT / "tests" / f"test_{name[:3]}.py"
+    assert path.exists(), f"{name} has no test module {path.relative_to(ROOT)} (its mutants and other valid answers)"
+    return importlib.import_module(path.stem)
+
+
+def _source(name: str) -> pathlib.Path:
+    return ROOT / "solutions" / name / f"{name}.ipynb"
+
+
+def _mutant_targets(value, depth: int = 0) -> set[str]:
+    """Graded cells targeted by the mutants found in `value` (a mutant dict, or groups of them)."""
+    if (isinstance(value, tuple) and len(value) >= 3 and isinstance(value[0], str) and isinstance(value[2], str)
+            and value[2].startswith("test_")):
+        return {value[2]}
+    if depth > 3 or not isinstance(value, (dict, list, tuple)):
+        return set()
+    items = value.values() if isinstance(value, dict) else value
+    return set().union(set(), *(_mutant_targets(v, depth + 1) for v in items))
+
+
+@pytest.mark.parametrize("name", _params())
+def test_source_is_well_formed(name):
+    assert_source_well_formed(_source(name), **getattr(_module(name), "WELL_FORMED", {}))
+
+
+@pytest.mark.parametrize("name", _params())
+def test_release_is_proven_by_the_grader(name):
+    # `make release-check` proves assignments/ current; here the grader proves the solution earns
+    # every point, the untouched release none, and the filled-in release runs in a plain kernel
+    release.prove_committed(ROOT, name, echo=lambda *_: None)
+
+
+@pytest.mark.parametrize("name", _params())
+def test_every_graded_cell_is_the_target_of_a_mutant(name):
+    module = _module(name)
+    targets = set().union(set(), *(_mutant_targets(v) for k, v in vars(module).items() if k.isupper()))
+    graded = [checks.nbgrader_meta(c)["grade_id"] for c in nbformat.read(_source(name), as_version=4).cells
+              if checks.is_graded_test(c)]
+    assert graded and not [g for g in graded if g not in targets], \
+        f"{name}: no mutant in tests/test_{name[:3]}.py is aimed at {[g for g in graded if g not in targets]}"
