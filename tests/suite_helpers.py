@@ -13,6 +13,9 @@ puts tests/ on sys.path; the name is not ``test_*`` so pytest does not collect i
   asked for.
 - ``chromium()``: the system Chromium driven by Playwright, with the flags every browser
   test uses.
+- ``n_params(module)``, ``on_meta(builder, ...)``: the model tests' parameter count (the
+  trusted reference: every tensor's ``numel``) and a model built on the ``meta`` device, where
+  a 100-million-parameter network costs no memory and no initialisation time.
 """
 from __future__ import annotations
 
@@ -111,6 +114,19 @@ class LoopbackServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
+
+
+# ---------------------------------------------------------------- models
+def n_params(module) -> int:
+    """Every parameter tensor's element count, summed (what the papers' tables count)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def on_meta(builder, *args, **kwargs):
+    """`builder(*args, **kwargs)` with its tensors on the meta device: shapes and counts only."""
+    import torch
+    with torch.device("meta"):
+        return builder(*args, **kwargs)
 
 
 # ---------------------------------------------------------------- Chromium

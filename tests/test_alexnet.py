@@ -8,11 +8,7 @@ from dlcourse.flops import count_macs
 from dlcourse.models.alexnet import (AlexNet, LocalResponseNorm, alexnet, alexnet_small,
                                      alexnet_torchvision, alexnet_two_stream, alexnet_unpadded,
                                      cfgs, count_weights, zfnet)
-
-
-def on_meta(builder, **kwargs):
-    with torch.device("meta"):
-        return builder(**kwargs)
+from suite_helpers import on_meta
 
 
 def layer_counts(convs, fcs, biases=True):

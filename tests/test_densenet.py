@@ -7,10 +7,7 @@ from torch import nn
 
 from dlcourse.models import densenet as D
 from dlcourse.models.resnet import stage_shapes
-
-
-def n_params(module):
-    return sum(p.numel() for p in module.parameters())
+from suite_helpers import n_params
 
 
 def test_densenet121_has_7978856_parameters():

@@ -10,15 +10,7 @@ from dlcourse.models.googlenet import (AUX_WEIGHT, GOOGLENET_CFG, GoogLeNetOutpu
                                        InceptionSpec, NaiveInception, NiNBlock, googlenet,
                                        googlenet_loss, googlenet_torchvision, inception_small, nin,
                                        nin_small)
-
-
-def on_meta(builder, *args, **kwargs):
-    with torch.device("meta"):
-        return builder(*args, **kwargs)
-
-
-def n_params(model):
-    return sum(p.numel() for p in model.parameters())
+from suite_helpers import n_params, on_meta
 
 
 # --- GoogLeNet counts ----------------------------------------------------------------------

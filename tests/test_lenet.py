@@ -6,10 +6,7 @@ import torch.nn.functional as F
 from dlcourse.models import lenet1, lenet4, lenet5, lenet5_1998
 from dlcourse.models.lenet import C3_TABLE, SparseConv2d, Subsampling
 from dlcourse.summary import summary
-
-
-def n_params(module):
-    return sum(p.numel() for p in module.parameters())
+from suite_helpers import n_params
 
 
 def test_modern_lenet5_has_61706_parameters():

@@ -7,15 +7,7 @@ from torch import nn
 
 from dlcourse.flops import count_macs
 from dlcourse.models import resnet as R
-
-
-def n_params(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-def on_meta(builder, **kw):
-    with torch.device("meta"):
-        return builder(**kw)
+from suite_helpers import n_params, on_meta
 
 
 # torchvision's counts (SYLLABUS ch. 8)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dlcourse.models import rnn as R
+from suite_helpers import n_params
 
 TORCH = {"RNN_TANH": (nn.RNN, {}), "RNN_RELU": (nn.RNN, {"nonlinearity": "relu"}), "LSTM": (nn.LSTM, {}),
          "GRU": (nn.GRU, {})}
@@ -18,10 +19,6 @@ CONFIGS = [  # (batch, seq_len, num_layers, bidirectional, batch_first)
     (2, 5, 3, False, False),
     (5, 3, 2, True, True),
 ]
-
-
-def n_params(module):
-    return sum(p.numel() for p in module.parameters())
 
 
 def pair(mode, input_size, hidden_size, num_layers, bidirectional, batch_first, seed=0, dtype=torch.float64, **kw):

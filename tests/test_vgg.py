@@ -7,15 +7,12 @@ from torch import nn
 from dlcourse.flops import count_macs
 from dlcourse.models.alexnet import LocalResponseNorm
 from dlcourse.models.vgg import VGG, cfgs, layer_table, vgg16, vgg_small, weight_layers
+from suite_helpers import n_params
 
 
 def on_meta(cfg, **kwargs):
     with torch.device("meta"):
         return VGG(cfgs[cfg], **kwargs)
-
-
-def n_params(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("cfg, published, layers", [
