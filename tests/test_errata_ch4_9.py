@@ -325,3 +325,20 @@ def test_the_nested_function_class_cell_computes_what_the_page_says():
     exec(cell.replace("print(", "_printed = ("), ns)
     assert torch.equal(ns["shallow"](ns["x"]), ns["deep"](ns["x"]))
     assert "computes exactly what a 20-layer one" in _flat(_markdown("08-resnet/degradation.ipynb"))
+
+
+def test_dense_evaluation_cell_gives_the_shapes_the_prose_states():
+    nb = nbformat.read(str(BOOK / "05-vgg/configurations.ipynb"), as_version=4)
+    cell = next(c.source for c in nb.cells if c.cell_type == "code" and "def fc_to_conv" in c.source)
+    from torch import nn
+
+    from dlcourse.models.vgg import VGG, cfgs
+
+    ns = {"torch": torch, "nn": nn, "VGG": VGG, "cfgs": cfgs, "SEED": 0}
+    exec(cell.replace("print(", "_printed = ("), ns)
+    assert torch.allclose(ns["small"](ns["x28"]), ns["dense"](ns["x28"]).flatten(1), atol=1e-6)
+    assert tuple(ns["scores"].shape[2:]) == (3, 3)
+    with torch.device("meta"):
+        assert tuple(ns["vgg16_dense"](torch.zeros(1, 3, 384, 384)).shape[2:]) == (6, 6)
+    text = _flat(_markdown("05-vgg/configurations.ipynb"))
+    assert "a 3x3 map of scores on a 44x44 one" in text and "a 384x384 image gives a 6x6 map" in text
