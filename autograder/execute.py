@@ -185,6 +185,9 @@ def _content_bytes(content) -> int:
     return 8
 
 
+ERROR_CHARS, ERROR_LINES = 1000, 3  # what is kept of an exception a cell raised past the output cap
+
+
 class CappedClient(NotebookClient):
     """nbclient that keeps at most `cap_bytes` of output per cell and `total_cap_bytes` in the
     whole notebook (thousands of added cells, each printing up to the per-cell cap, must not
@@ -214,6 +217,18 @@ class CappedClient(NotebookClient):
                 which = (f"{self.cap_bytes // 1024} KiB in this cell" if used.get(cell_index, 0) + size > self.cap_bytes
                          else f"{self.total_cap_bytes // 1024} KiB in the notebook")
                 outs.append(nbformat.v4.new_output("stream", name="stderr", text=f"[grader: output beyond {which} dropped]\n"))
+            content = msg.get("content")
+            if msg.get("msg_type") == "error" and isinstance(content, dict) and cell_index not in getattr(self, "_errored", set()):
+                # the exception a cell raised is kept, cut short and once a cell (a kernel may send
+                # any number): the diagnostics name it, where a cell that printed past the cap
+                # would otherwise fail with no word of why
+                self._errored = getattr(self, "_errored", set()) | {cell_index}
+                tb = content.get("traceback")
+                msg = {**msg, "content": {"ename": str(content.get("ename", ""))[:200],
+                                          "evalue": str(content.get("evalue", ""))[:ERROR_CHARS],
+                                          "traceback": [str(line)[:300] for line in
+                                                        (tb[-ERROR_LINES:] if isinstance(tb, list) else [])]}}
+                return super().output(outs, msg, display_id, cell_index)
             return None
         used[cell_index] = used.get(cell_index, 0) + size
         return super().output(outs, msg, display_id, cell_index)
@@ -462,6 +477,8 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
     except RuntimeError as exc:  # kernel failed to start, or died while starting
         tail = km.log_tail(600)
         stopped = f"the kernel could not run (cell {idx}): {exc}" + (f"; its last output: {tail}" if tail else "")
+        if idx < 0:  # before any cell of the notebook: nothing the student wrote had run
+            grader_error = stopped
     finally:
         cpu.stopped.set()
         if watch is not None:

@@ -36,6 +36,7 @@ def run(args) -> int:
             scores = [gb.find_grade(c, meta["notebook"], meta["assignment"], student).score for c in cells]
             maxes = [gb.find_grade_cell(c, meta["notebook"], meta["assignment"]).max_score for c in cells]
             w.writerow([cell_text(student), *[f"{s:g}" for s in scores], f"{sum(scores):g}", f"{sum(maxes):g}",
+                        "grader error" if entries[student].get("grader_error") else
                         "yes" if entries[student]["flags"] else ""])
     writer.close()
     print(f"grades of {len(entries)} students in {path}")

@@ -42,7 +42,7 @@ def read_regular(path: Path, limit: int, tail: bool = False, dir_fd: int | None 
         if tail:
             os.lseek(fd, max(0, st.st_size - limit), os.SEEK_SET)
         elif st.st_size > limit:
-            raise NotReadable(f"is {st.st_size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit")
+            raise NotReadable(f"is {st.st_size / 2**20:.1f} MiB, over the {limit / 2**20:g} MiB limit")
         chunks, left = [], min(st.st_size, limit)
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 24))

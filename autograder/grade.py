@@ -331,6 +331,13 @@ def run(args) -> int:
 
     root = Path(args.root).resolve()
     output = Path(args.output).resolve()
+    if not args.scheduler:
+        # the workers are on this machine: without the data the assignment declares, refuse the
+        # whole batch here, before anything is graded or written (on a cluster each worker checks)
+        try:
+            prefetch_data(nbformat.read(find_assignment(root, args.assignment)[0], as_version=4))
+        except RuntimeError as exc:
+            raise SystemExit(f"autograder grade: {exc}. Nobody was graded.") from None
     output.mkdir(parents=True, exist_ok=True)
     (output / "autograded").mkdir(exist_ok=True)
     from autograder.sandbox import sweep_stale
@@ -418,8 +425,12 @@ def _summary(entries: dict[str, dict], students: list[str]) -> None:
             continue
         got = sum(t["score"] for t in e["tests"])
         total = sum(t["points"] for t in e["tests"])
-        status = "FLAGGED" if e["flags"] else ("errors" if any(d["severity"] == "error" for d in e["diagnostics"]) else "ok")
-        note = (e["flags"] or [d["message"] for d in e["diagnostics"]] or [""])[0]
+        errors = [d["message"] for d in e["diagnostics"] if d["severity"] == "error"]
+        if e.get("grader_error"):  # the grader failed, not the student: a human looks, the next run regrades
+            status, note = "GRADER ERR", errors[-1] if errors else "grader error"
+        else:
+            status = "FLAGGED" if e["flags"] else ("errors" if errors else "ok")
+            note = (e["flags"] or [d["message"] for d in e["diagnostics"]] or [""])[0]
         # the note is partly the kernel's text: one line, no control characters (a carriage
         # return or an escape code must not be able to redraw this row)
         print(f"{one_line(s, 64):<24} {got:>4g}/{total:<4g}  {status:<10} {one_line(note, 90)}")

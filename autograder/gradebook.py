@@ -64,7 +64,8 @@ class GradeWriter:
         for test in result["tests"]:
             grade = self.gb.find_grade(test["grade_id"], notebook, assignment, student)
             grade.auto_score = test["score"]
-            grade.needs_manual_grade = test["status"] == "tampered"
+            # a grader error is no score of the student's: a human grades it (or the next run does)
+            grade.needs_manual_grade = test["status"] == "tampered" or bool(result.get("grader_error"))
         self.gb.db.commit()
         torn = self.journal.exists() and self.journal.stat().st_size and not self.journal.read_bytes().endswith(b"\n")
         with self.journal.open("a") as fh:

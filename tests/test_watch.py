@@ -372,3 +372,60 @@ def test_a_queued_submission_with_a_link_or_a_used_secret_is_refused_at_once(tmp
     assert "already used by another student's submission" in w.state.rejected[leak.key]
     assert "fix.ipynb is a symbolic link" in w.state.rejected[w2.key]
     assert not w.state.queued and _fetch(tmp_path, alice) is None
+
+
+# ---------------------------------------------------------------- the command and its loop
+def test_watch_command_refuses_a_missing_exchange_or_assignment(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    try:
+        args = _watcher(tmp_path).args
+        args.exchange = str(tmp_path / "no-exchange")
+        with pytest.raises(SystemExit, match="the exchange .*no-exchange does not exist"):
+            watch._main(args)
+        args.exchange, args.assignments = str(tmp_path), ["fix", "a99-nothing"]
+        with pytest.raises(SystemExit, match="no source notebook in .*solutions/a99-nothing"):
+            watch._main(args)
+    finally:
+        os.umask(umask)  # _main sets the service's private umask
+
+
+def test_watch_loop_refuses_as_submissions_arrive_keeps_its_state_and_stops_on_sigterm(tmp_path):
+    """`autograder watch` (no --once): the loop looks at the exchange every --interval, refuses a
+    forged submission and an odd folder that arrive while it runs, writes its state after each
+    look, and on SIGTERM (how JupyterHub stops a service) stops at once with exit status 0."""
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "course" / "inbound").mkdir(parents=True)
+    out = tmp_path / "watch"
+    proc = subprocess.Popen([sys.executable, "-m", "autograder", "watch", "fix", "--exchange", str(tmp_path),
+                             "--course-id", "course", "--root", str(FIX), "--output", str(out), "--interval", "0.5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        state = out / watch.STATE_FILE
+        deadline = time.monotonic() + 60
+        while not state.exists() and time.monotonic() < deadline:  # the first look is done
+            time.sleep(0.2)
+        assert state.exists(), "the service wrote no state"
+        forged = _submit(tmp_path, "somebody-else", _filled(**GOOD), time.time())
+        odd = f"{ME}+fix+whenever+abc"
+        (tmp_path / "course" / "inbound" / odd).mkdir()
+        while time.monotonic() < deadline:
+            rejected = json.loads(state.read_text()).get("rejected", {})
+            if {forged.key, odd} <= set(rejected):
+                break
+            time.sleep(0.2)
+        assert "made by" in rejected[forged.key] and "unreadable time 'whenever'" in rejected[odd], rejected
+        assert proc.poll() is None  # still watching
+        proc.send_signal(signal.SIGTERM)
+        said, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, said
+    assert "watching fix" in said and said.count(f"refused {forged.key}") == 1, said
+    assert not (out / "work").exists()  # nothing was collected or graded
+    assert _fetch(tmp_path, forged) is None
