@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "feedback": "autograder.feedback",
     "export": "autograder.export",
     "report": "autograder.report",
+    "similarity": "autograder.similarity",
     "demo": "autograder.demo",
     "setup-cells": "autograder.setup_cell",
     "watch": "autograder.watch",
