@@ -18,6 +18,7 @@ import re
 import torch
 
 __all__ = ["count_params", "map_state_dict", "forbidden_uses", "function_source", "relabel", "derangement",
+           "first_difference", "Difference", "layer_pairs",
            "accuracy", "DYNAMIC_LOOKUPS"]
 
 # Constructs that look up code by a name computed at run time, as the notebooks that forbid them
@@ -172,3 +173,223 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 def words(text: str) -> str:
     """Collapse whitespace (for messages built from source snippets)."""
     return re.sub(r"\s+", " ", text).strip()
+
+
+# ---------------------------------------------------------------- where a model first differs
+class Difference:
+    """Where a student's model first computes something other than the reference (see
+    `first_difference`). `mine` is the student's module name ("" for the whole model), `theirs` the
+    reference module it stands for; `kind` is "layer" (a layer gives another output from the same
+    input), "block" (a container whose parts each agree: the difference is in how it combines them),
+    "sequence" (`layer`, inside the nn.Sequential `mine`, is the first whose output differs, although
+    it agrees from its own input) or "model" (every part agrees: the model's own forward connects
+    them differently). `x`, `got`, `want`: the input given to `mine` and the two outputs."""
+
+    def __init__(self, mine, theirs, kind, x=None, got=None, want=None, layer="", layer_theirs=""):
+        self.mine, self.theirs, self.kind = mine, theirs, kind
+        self.x, self.got, self.want = x, got, want
+        self.layer, self.layer_theirs = layer, layer_theirs
+
+    def sentence(self, place=None, whole: str = "your model") -> str:
+        """One sentence for the student (no final stop), in the student's module names;
+        `place(reference name)` says where a reference module sits in the instructions' words;
+        `whole` names the module tested ("your BasicBlock")."""
+        def where(name):
+            text = place(name) if place and name else ""
+            return f" ({text})" if text else ""
+
+        def named(name):   # a part of a container without attribute names: model[3]
+            head, _, rest = name.partition(".")
+            return f"{whole}[{head}]{'.' + rest if rest else ''}" if head.isdigit() else name
+        if self.kind == "layer":
+            return (f"the first part of {whole} whose output differs is the layer {named(self.mine)}{where(self.theirs)}: given "
+                    "the input the instructions' network gives that layer, it computes something else (look at its kernel "
+                    "size, stride, padding and other settings)")
+        if self.kind == "sequence":
+            mine = named(self.mine) if self.mine else whole
+            return (f"the first part of {mine} whose output differs is {named(self.layer)}{where(self.layer_theirs)}: "
+                    f"from its own input it computes what it should, so what reaches it differs: look at what comes before "
+                    f"it in {mine} (an activation, a pooling, their order)")
+        if self.kind == "block":
+            return (f"the first part of {whole} whose output differs is {named(self.mine)}{where(self.theirs)}: each of its "
+                    f"layers computes what it should from its own input, so the difference is in how {named(self.mine)} connects "
+                    "them (an activation, a pooling, their order, how branches are combined)")
+        return (f"each part of {whole} computes what it should from its own input, so the difference is in how its "
+                "forward connects them (an activation, a pooling, a reshape, their order)")
+
+
+def _is_close(got, want, rtol, atol_scale):
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+        return False
+    scale = float(want.abs().max()) if want.numel() else 1.0
+    return bool(torch.allclose(got.to(want.dtype), want, rtol=rtol, atol=atol_scale * (scale or 1.0)))
+
+
+def first_difference(net, ref: torch.nn.Module, x: torch.Tensor, pairs, student=None, rtol: float = 1e-6,
+                     atol_scale: float = 1e-9, budget: float = 15.0):
+    """Where the student's model `net` (a handle) first computes something other than `ref` (the
+    grader's reference, holding the student's weights), on the input `x`; None if nothing is found.
+
+    `pairs`: [(student layer name, reference layer name)] in the order the student's forward calls
+    them (how the test mapped the weights). Each of the student's containers that holds exactly the
+    layers of one reference module is run, in the kernel, on the input that reference module gets
+    here, and its output compared with the reference's: the search goes down into the first part
+    (in call order) that differs, until a layer differs by itself or every part of a container
+    agrees; an nn.Sequential whose parts all agree is then run part by part to find the first whose
+    output differs. Both models must be in the same mode and dtype (the test's comparison). Costs a
+    few calls into the kernel; meant for a failure message, after the comparison failed. Returns a
+    `Difference` (its `sentence()` says it in the student's module names), or None when `budget`
+    seconds pass first (the test's own time limit is left for what follows)."""
+    import time
+
+    from autograder.remote import StudentCodeError
+
+    class OutOfTime(Exception):
+        pass
+
+    deadline = time.monotonic() + budget
+    pairs = [(m, t) for m, t in pairs]
+    layer_of = dict(pairs)
+    index = {m: i for i, (m, _) in enumerate(pairs)}
+    ref_layers = {t for _, t in pairs}
+    paths = set()
+    for m, _ in pairs:
+        parts = m.split(".")
+        paths.update(".".join(parts[:k]) for k in range(1, len(parts) + 1))
+
+    def under(p, names):
+        return frozenset(n for n in names if not p or n == p or n.startswith(p + "."))
+
+    def mine_set(p):
+        return frozenset(layer_of[m] for m in under(p, layer_of))
+
+    by_set: dict = {}
+    modules = dict(ref.named_modules())
+    for q in modules:
+        if q:
+            s = under(q, ref_layers)
+            if s:
+                by_set.setdefault(s, []).append(q)
+
+    def first(p):
+        return min(index[m] for m in under(p, layer_of))
+
+    def children(p):
+        depth = len(p.split(".")) if p else 0
+        kids = {".".join(c.split(".")[:depth + 1]) for c in paths if (not p or c.startswith(p + ".")) and c != p}
+        return sorted(kids, key=first)
+
+    def blocks(p):
+        out = []
+        for c in children(p):
+            qs = by_set.get(mine_set(c), [])
+            out += [(c, qs)] if qs else blocks(c)
+        return out
+
+    seen: dict = {}
+
+    def capture(names):
+        names = [q for q in names if q not in seen and q in modules]
+        hooks = []
+        for q in names:
+            def pre(mod, args, q=q):
+                if q not in seen and len(args) == 1 and isinstance(args[0], torch.Tensor):
+                    seen[q] = [args[0].detach().clone(), None]
+            def post(mod, args, out, q=q):
+                if q in seen and seen[q][1] is None and isinstance(out, torch.Tensor):
+                    seen[q][1] = out.detach().clone()
+            hooks += [modules[q].register_forward_pre_hook(pre), modules[q].register_forward_hook(post)]
+        try:
+            with torch.no_grad():
+                ref(x)
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def module(p):
+        return net.get_submodule(p) if p else net
+
+    def run(p, xin):
+        if time.monotonic() > deadline:
+            raise OutOfTime
+        try:
+            return module(p)(xin)
+        except StudentCodeError:
+            return None
+
+    def compare(p, qs):
+        # True: agrees with one of the reference modules that hold the same layers; False: differs from
+        # every one it could be compared with; None: could not be compared
+        found = None
+        for q in qs:
+            xin, want = seen.get(q, (None, None))
+            if xin is None or want is None:
+                continue
+            got = run(p, xin)
+            if got is None:          # it raised (a container without forward, another kind of input)
+                continue
+            if _is_close(got, want, rtol, atol_scale):
+                return True, None
+            if found is None:
+                found = (q, xin, got, want)
+        return (False, found) if found else (None, None)
+
+    def sequence(p, q, xin):
+        # p differs but its parts agree: if p is an nn.Sequential, run its children one by one
+        if student is None or not student.isinstance(module(p), "torch.nn.modules.container.Sequential"):
+            return None
+        try:
+            kids = [name for name, _ in module(p).named_children()]
+        except (StudentCodeError, TypeError, ValueError):
+            return None
+        names = [f"{p}.{c}" if p else c for c in kids]
+        capture([t for n in names if n in paths for t in by_set.get(mine_set(n), [])])
+        value = xin
+        for name in names:
+            value = run(name, value)
+            if not isinstance(value, torch.Tensor):
+                return None
+            if name in paths:
+                qs = [t for t in by_set.get(mine_set(name), []) if seen.get(t, [None, None])[1] is not None]
+                if qs and not any(_is_close(value, seen[t][1], rtol, atol_scale) for t in qs):
+                    return Difference(p, q, "sequence", xin, None, None, layer=name, layer_theirs=qs[-1])
+        return None
+
+    def locate(p):
+        level = blocks(p)
+        capture([q for _, qs in level for q in qs])
+        for c, qs in level:
+            verdict, found = compare(c, qs)
+            if verdict is None and c not in layer_of:   # not comparable as a whole (a ModuleDict): its parts are
+                inner = locate(c)
+                if inner:
+                    return inner
+            elif verdict is False:
+                q, xin, got, want = found
+                if c in layer_of:
+                    return Difference(c, q, "layer", xin, got, want)
+                return locate(c) or sequence(c, q, xin) or Difference(c, q, "block", xin, got, want)
+        return None
+
+    with torch.no_grad():
+        try:
+            found = locate("") or sequence("", "", x) or Difference("", "", "model", x)
+            if found.x is not None:
+                run(found.mine, found.x)   # the last call is the part reported (a message's context names it)
+        except OutOfTime:
+            return None
+        return found
+
+
+def layer_pairs(student, net, x, ref: torch.nn.Module, rename) -> list:
+    """[(student layer, reference layer)] for `first_difference` where the task gives the layers'
+    names: the student's convolutions, batch norms and linear layers (found by their tensors) in the
+    order its forward calls them on `x` (`student.trace`), each with `rename(name)`, the reference
+    module of that name (layers without one are left out)."""
+    tensors = {**dict(net.named_parameters()), **dict(net.named_buffers())}
+    names = [k.rpartition(".")[0] for k, v in tensors.items()
+             if (k.endswith("weight") and v.dim() in (2, 4)) or k.endswith("running_mean")]
+    names = list(dict.fromkeys(n for n in names if n))
+    _, shapes = student.trace(net, x, names=names)
+    modules = dict(ref.named_modules())
+    return [(n, rename(n)) for n, s in shapes.items() if s is not None and rename(n) in modules]
