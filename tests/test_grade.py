@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -190,6 +191,57 @@ def test_export_and_report(batch):
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
     assert "patch_allclose" in (out / "report.md").read_text().split("tampering")[1]
+
+
+def _export(out, *args):
+    proc = subprocess.run([PY, "-m", "autograder", "export", "--output", str(out), *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_nbgrader_format_has_nbgrader_exports_rows(batch, tmp_path):
+    # the reference: nbgrader's own CsvExportPlugin over the same gradebook
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins.export import CsvExportPlugin
+    out = batch["out"]
+    _export(out, "--format", "nbgrader", "--csv", str(tmp_path / "ours.csv"))
+    meta = json.loads((out / "meta.json").read_text())
+    with Gradebook(meta["db_url"]) as gb:
+        CsvExportPlugin(to=str(tmp_path / "nbgrader.csv")).export(gb)
+    plain = re.compile(r"[A-Za-z0-9_]+$")   # nbgrader writes fields unquoted: compare the ids it cannot break
+    theirs = {r["student_id"]: r for r in csv.DictReader((tmp_path / "nbgrader.csv").open()) if plain.match(r["student_id"])}
+    ours = {r["student_id"]: r for r in csv.DictReader((tmp_path / "ours.csv").open())}
+    assert list(csv.reader((tmp_path / "ours.csv").open()))[0] == list(csv.reader((tmp_path / "nbgrader.csv").open()))[0]
+    assert len(theirs) >= len(SCENARIOS) - 5 and all(ours[s] == r for s, r in theirs.items()), (ours, theirs)
+
+
+def test_canvas_and_moodle_formats_are_their_gradebook_imports(batch, tmp_path):
+    out = batch["out"]
+    totals = {s: sum(t["score"] for t in e["tests"]) for s, e in journal(out).items()}
+    # Canvas: its identifier columns, one column named after the assignment, the points possible
+    _export(out, "--format", "canvas")
+    rows = list(csv.reader((out / "grades-canvas.csv").open()))
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "fix"]
+    assert rows[1][0] == "Points Possible" and float(rows[1][5]) == 5
+    assert {r[3]: float(r[5]) for r in rows[2:] if not r[3].startswith("'")} == \
+        {s: v for s, v in totals.items() if not s.startswith(("=", "+", "-", "@"))}
+    # with the roster Canvas exported, rows carry its identifiers, matched on SIS Login ID
+    roster = tmp_path / "canvas-export.csv"
+    roster.write_text('Student,ID,SIS User ID,SIS Login ID,Section\n"Doe, Jane",4711,S-1,correct,Lab A\n'
+                      "Roe Rich,4712,S-2,partial,Lab B\n")
+    said = _export(out, "--format", "canvas", "--roster", str(roster), "--csv", str(tmp_path / "c.csv"))
+    by_login = {r["SIS Login ID"]: r for r in csv.DictReader((tmp_path / "c.csv").open()) if r["Student"] != "Points Possible"}
+    assert by_login["correct"]["Student"] == "Doe, Jane" and by_login["correct"]["ID"] == "4711"
+    assert by_login["partial"]["Section"] == "Lab B" and float(by_login["partial"]["fix"]) == totals["partial"]
+    assert "not in the roster" in said and "changed_cell_type" in said    # the others are named, not dropped silently
+    # Moodle: a user-name column and the grade item's column
+    _export(out, "--format", "moodle")
+    rows = list(csv.reader((out / "grades-moodle.csv").open()))
+    assert rows[0] == ["Username", "fix"] and len(rows) == len(totals) + 1
+    assert all(float(v) == totals[u] for u, v in rows[1:] if not u.startswith("'"))
+    for name in ("grades-canvas.csv", "grades-moodle.csv"):   # no field a spreadsheet would evaluate
+        for row in csv.reader((out / name).open()):
+            assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
 
 
 def test_rerun_skips_unchanged_and_resumes(batch, tmp_path):
