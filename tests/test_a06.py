@@ -280,3 +280,46 @@ def test_correct_answers_written_another_way_keep_full_marks():
     answers = {**solution_answers(source), **{k: v.strip() + "\n" for k, v in OTHER_WAYS.items()}}
     ex = grade_here(source, fill_release(released, answers, set(answers)), released, assignment=NAME)
     assert all(t.status == "passed" for t in ex.tests), {t.grade_id: t.message for t in ex.tests if t.status != "passed"}
+
+
+# Failure messages name the first thing that differs, in the student's own module names (issue 16):
+# a concatenation in another order is named as such, for the module alone and inside GoogLeNet (where
+# it used to be reported as a weight of the wrong shape in another branch); a missing ReLU names the
+# first layer that receives what it should not; reductions whose widths are swapped name the first layer
+# whose shape differs.
+MESSAGE_CONCAT_NIN = {
+    "branches_concatenated_pool_first": (
+        "torch.cat([self.branch1(x), self.branch3(x), self.branch5(x), self.branch_pool(x)], dim=1)",
+        "torch.cat([self.branch_pool(x), self.branch1(x), self.branch3(x), self.branch5(x)], dim=1)",
+        "test_inception_modules"),
+    "nin_without_the_first_relu": (
+        "        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), nn.ReLU(),\n",
+        "        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding),\n",
+        "test_nin_block"),
+}
+BRANCHES_3_5 = ("self.branch3 = nn.Sequential(unit(in_channels, c3_reduce, 1), unit(c3_reduce, c3, 3, 1))\n"
+                "        self.branch5 = nn.Sequential(unit(in_channels, c5_reduce, 1), unit(c5_reduce, c5, k5, k5 // 2))")
+MESSAGE_WIDTH = {
+    "reductions_swapped": (   # equal in the visible example (64 and 64), not in the hidden ones
+        BRANCHES_3_5,
+        BRANCHES_3_5.replace("c3_reduce", "C5R").replace("c5_reduce", "c3_reduce").replace("C5R", "c5_reduce"),
+        "test_inception_modules"),
+}
+
+
+@pytest.mark.parametrize("mutants", [MESSAGE_CONCAT_NIN, MESSAGE_WIDTH], ids=["concat-nin", "width"])
+def test_failure_messages_name_the_first_difference(tmp_path, mutants):
+    messages = {}
+    failed = run_mutated(SOURCE, tmp_path, mutants, messages)
+    assert_each_mutant_caught(failed, mutants, MAY_ALSO_FAIL | {"test_inception_macs"})
+    if "branches_concatenated_pool_first" in mutants:
+        concat = "concatenates its branches' outputs in the order (pool, 1x1, 3x3, 5x5), not in the paper's order"
+        assert f"your module {concat}" in messages["test_inception_modules"], messages["test_inception_modules"]
+        assert f"your modules_.3a (inception module 3a) {concat}" in messages["test_googlenet"], messages["test_googlenet"]
+        assert "shape" not in messages["test_googlenet"], messages["test_googlenet"]
+    if "nin_without_the_first_relu" in mutants:
+        assert "the first part of your nin_block whose output differs is your nin_block[1]: from its own input it " \
+               "computes what it should" in messages["test_nin_block"], messages["test_nin_block"]
+    if "reductions_swapped" in mutants:
+        message = messages["test_inception_modules"]
+        assert "your branch3.0.0 (layer " in message and "in its 3x3 branch) has a weight of shape" in message, message
