@@ -143,9 +143,13 @@ def render_view(view: dict, s: Setting) -> str:
             f"<table class='ix-table'><tr>{head}</tr>{body}{total}</table></div>")
 
 
+# On a phone (the book's mobile layout is 390 CSS pixels wide) the table drops its "layers" column,
+# which the sliders' labels already say, and shrinks its text, so that the multiply-adds stay on screen.
 STYLE = ("<style>.ix table{border-collapse:collapse;margin:0.4em 0}.ix td,.ix th{border:1px solid #999;"
          "padding:0.15em 0.6em;text-align:right}.ix td:nth-child(-n+2){text-align:left}"
-         ".ix .ix-total{font-weight:bold;background:#f2f2f2}</style>")
+         ".ix .ix-total{font-weight:bold;background:#f2f2f2}"
+         "@media (max-width: 600px){.ix td:nth-child(2),.ix th:nth-child(2){display:none}"
+         ".ix table{font-size:0.8em}.ix td,.ix th{padding:0.1em 0.3em}}</style>")
 
 
 def inception_explorer(reduce3=REDUCE3, reduce5=REDUCE5, pool_proj=POOL_PROJ) -> widgets.VBox:
@@ -174,6 +178,8 @@ def inception_explorer(reduce3=REDUCE3, reduce5=REDUCE5, pool_proj=POOL_PROJ) ->
     root = build(0, ())
     links = [widgets.jslink((slider, "index"), (stack, "selected_index"))
              for slider, stacks in zip(sliders, stacks_by_level) for stack in stacks]
-    box = widgets.VBox([widgets.HTML(STYLE), widgets.HBox(sliders), root])
+    # the sliders wrap onto several lines where the page is narrower than the three of them
+    row = widgets.HBox(sliders, layout=widgets.Layout(flex_flow="row wrap"))
+    box = widgets.VBox([widgets.HTML(STYLE), row, root])
     box._dlcourse_links = links          # keep references (the links must outlive this call)
     return box

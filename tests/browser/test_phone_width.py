@@ -102,3 +102,30 @@ def test_a_tap_on_a_slider_track_moves_it_and_changes_the_view(site, phone_sessi
     assert _visible_outputs(page) == ["Output: 1 x 1"]  # a 5x5 kernel on the 5x5 image
     page.close()
     assert not visit.console_errors and not visit.outside_requests, visit
+
+
+def _chapters_4_to_9() -> list[str]:
+    return [d for d in toc_pages() if d.startswith(tuple(f"book/0{n}-" for n in range(4, 10)))]
+
+
+@pytest.mark.parametrize("doc", _chapters_4_to_9())
+def test_equations_and_widgets_fit_the_phone(site, phone_session, doc):
+    """Chapters 4-9 (issue 18): a display equation may not need a sideways scroll of its own (a
+    long one is broken into lines), and no part of a widget (the inception explorer's sliders and
+    its table's multiply-adds column) may lie beyond the right edge of the screen, even inside an
+    element that scrolls."""
+    if not (site / f"{doc}.html").is_file():
+        pytest.fail(f"{doc}.html was not built")
+    page, visit = phone_session.open(f"{doc}.html")
+    if page.locator(".ix").count():
+        page.wait_for_selector(".ix table", timeout=15_000)
+    wide_math = page.evaluate("""W => [...document.querySelectorAll('main mjx-container[display="true"]')]
+        .filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right > W + 1)
+        .map(e => Math.round(e.scrollWidth) + ' px: ' + (e.textContent || '').slice(0, 60))""", WIDTH)
+    wide_widgets = page.evaluate("""W => [...document.querySelectorAll('main .jupyter-widgets *, main .ix *')]
+        .filter(e => { const r = e.getBoundingClientRect();
+                       return r.width > 0 && e.offsetParent !== null && r.right > W + 1; })
+        .slice(0, 5).map(e => e.tagName + '.' + e.className + ': ' + (e.textContent || '').slice(0, 40))""", WIDTH)
+    page.close()
+    assert not wide_math, f"{doc}: equations wider than a phone: {wide_math}"
+    assert not wide_widgets, f"{doc}: widget parts beyond the screen's edge: {wide_widgets}"
