@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = {
     "release": "autograder.release",
     "grade": "autograder.grade",
+    "regrade": "autograder.regrade",
     "feedback": "autograder.feedback",
     "export": "autograder.export",
     "report": "autograder.report",

@@ -1,12 +1,16 @@
 """`autograder feedback`: one HTML page per student.
 
-Each test shows its name, pass/fail, points and the error message only: never the
-test's source (stock nbgrader's feedback shows the hidden tests). Built from the
-journal, which holds no test source at all.
+Each graded question appears as the notebook presents it (number, heading, points), with its
+result and, at full detail, the message of the student's own failing call: never the test's
+source or an expected value (stock nbgrader's feedback shows the hidden tests). Notes about
+the student's cells name the section of the notebook, not a cell index. The page links to the
+assignment in the published book, and reads at phone width. Built from the journal, which
+holds no test source at all.
 """
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from autograder.results import load
@@ -21,40 +25,115 @@ from autograder.results import load
 DETAILS = ("full", "names", "scores")
 
 
-def page(assignment: str, e: dict, detail: str = "full") -> str:
+# The page's look: the book's typeface and colours (sphinx-book-theme's defaults), one card per
+# question so that a phone shows it without sideways scrolling (tests/browser/test_feedback_page.py).
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; line-height: 1.5; color: #222;
+       margin: 0 auto; padding: 1rem; max-width: 48rem; }
+h1 { font-size: 1.5rem; margin: .2rem 0 .6rem; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
+.score { font-size: 1.2rem; } a { color: #0a7d91; }
+.q { border: 1px solid #d0d7de; border-left-width: 6px; border-radius: 6px; padding: .5rem .8rem; margin: .6rem 0; }
+.q.passed { border-left-color: #2e7d32; } .q.failed, .q.not-run, .q.tampered { border-left-color: #c62828; }
+.q h3 { font-size: 1rem; margin: 0; } .q .meta { color: #555; font-size: .9rem; }
+.q code, .msg { overflow-wrap: anywhere; word-break: break-word; }
+.msg { white-space: pre-wrap; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .85rem;
+       background: #f6f8fa; padding: .4rem .6rem; border-radius: 4px; margin: .4rem 0 0; }
+"""
+_CELL_REF = re.compile(r"^(\S+) \(cell \d+\) ")
+
+
+def _note(message: str, titles: dict[str, str]) -> str:
+    """A diagnostic as the student can place it: the section of their notebook, not a cell index."""
+    m = _CELL_REF.match(message)
+    if not m:
+        return message
+    label, rest = m.group(1), message[m.end():]
+    if label in titles:
+        return f"your code in \u201c{titles[label]}\u201d ({label}) {rest}"
+    if label.startswith("cell") or label == "-":
+        return f"a cell you added {rest}"
+    return f"{label} {rest}"
+
+
+def page(assignment: str, e: dict, detail: str = "full", questions: dict | None = None,
+         book_url: str | None = None, solution_titles: dict[str, str] | None = None) -> str:
+    """One student's page. `questions` (autograder.questions) gives each test the number, title
+    and points the notebook shows; `book_url`, the assignment's page in the published book."""
     if detail not in DETAILS:
         raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")
-    rows = "".join(
-        f"<tr class='{t['status'].replace(' ', '-')}'><td>{html.escape(t['grade_id'])}</td><td>{html.escape(t['status'])}</td>"
-        f"<td>{t['score']:g} / {t['points']:g}</td><td>{html.escape(t['message'])}</td></tr>" for t in e["tests"])
-    notes = "".join(f"<li>{html.escape(d['message'])}</li>" for d in e["diagnostics"])
+    esc = html.escape
+    questions = questions or {}
+    order = {g: q.number for g, q in questions.items()}
+    tests = sorted(e["tests"], key=lambda t: order.get(t["grade_id"], 1000))
+    got, total = sum(t["score"] for t in tests), sum(t["points"] for t in tests)
+    cards = []
+    for i, t in enumerate(tests, 1):
+        q = questions.get(t["grade_id"])
+        title = esc(q.label) if q else f"Question {i}"
+        status = t["status"].replace(" ", "-")
+        message = f"<div class='msg'>{esc(t['message'])}</div>" if detail == "full" and t["message"] else ""
+        cards.append(f"<div class='q {esc(status)}'><h3>{title}</h3><div class='meta'>{esc(t['status'])} \u00b7 "
+                     f"{t['score']:g} / {t['points']:g} points \u00b7 <code>{esc(t['grade_id'])}</code></div>{message}</div>")
+    if detail == "scores":
+        passed = sum(t["status"] == "passed" for t in tests)
+        cards = [f"<p>{passed} of {len(tests)} tests passed</p>"]
+    notes = "".join(f"<li>{esc(_note(d['message'], solution_titles or {}))}</li>" for d in e["diagnostics"])
     # what the grader marked for a human (computed lookups, patched libraries, ...): the
     # student is told, since it does not change the score by itself but an instructor will look
-    review = "" if detail == "scores" else "".join(f"<li>{html.escape(f)}</li>" for f in e.get("flags", []))
-    got, total = sum(t["score"] for t in e["tests"]), sum(t["points"] for t in e["tests"])
-    if detail == "names":
-        rows = "".join(f"<tr class='{t['status'].replace(' ', '-')}'><td>{html.escape(t['grade_id'])}</td>"
-                       f"<td>{html.escape(t['status'])}</td><td>{t['score']:g} / {t['points']:g}</td><td></td></tr>"
-                       for t in e["tests"])
-    elif detail == "scores":
-        passed = sum(t["status"] == "passed" for t in e["tests"])
-        rows = f"<tr><td colspan='4'>{passed} of {len(e['tests'])} tests passed</td></tr>"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(assignment)}: {html.escape(e['student'])}</title>"
-            "<style>td,th{border:1px solid #ccc;padding:4px}.passed{background:#e6ffe6}.failed,.not-run,.tampered{background:#ffe6e6}</style>"
-            f"</head><body><h1>{html.escape(assignment)}: feedback for {html.escape(e['student'])}</h1>"
-            f"<p>Score: <b>{got:g} / {total:g}</b></p><table><tr><th>test</th><th>result</th><th>points</th><th>message</th></tr>{rows}</table>"
+    review = "" if detail == "scores" else "".join(f"<li>{esc(f)}</li>" for f in e.get("flags", []))
+    link = (f"<p>The tasks, and the chapter they go with: <a href='{esc(book_url)}'>{esc(assignment)} in the book</a>.</p>"
+            if book_url else "")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{esc(assignment)}: {esc(e['student'])}</title><style>{STYLE}</style></head><body>"
+            f"<h1>{esc(assignment)}: feedback for {esc(e['student'])}</h1>"
+            f"<p class='score'>Score: <b>{got:g} / {total:g}</b></p>{link}" + "".join(cards)
             + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
             + (f"<h2>Marked for your instructor's review</h2><p>These do not change the score by themselves; "
                f"your instructor will read the code they point at.</p><ul>{review}</ul>" if review else "")
             + "</body></html>")
 
 
+def _book_url(root: Path, assignment: str) -> str | None:
+    """The assignment's page in the published book, or None while the course is not published."""
+    try:
+        from autograder import publish
+        site = publish.read(root).site
+    except Exception:  # noqa: BLE001 - no or malformed config: the page simply has no link
+        return None
+    return f"{site}book/assignments/{assignment}.html" if site else None
+
+
+def _solution_titles(root: Path, assignment: str) -> dict[str, str]:
+    """Solution cell id -> the heading above it in the notebook."""
+    import nbformat
+
+    from autograder import notebook_checks as checks
+    from autograder.questions import HEADING, _plain
+    folder = Path(root) / "solutions" / assignment
+    source = next(iter(sorted(folder.glob("*.ipynb"))), None) if folder.is_dir() else None
+    titles, heading = {}, ""
+    for cell in (nbformat.read(source, as_version=4).cells if source else []):
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if HEADING.match(line):
+                    heading = _plain(HEADING.match(line).group(1))
+        elif checks.nbgrader_meta(cell).get("grade_id") and heading:
+            titles[checks.nbgrader_meta(cell)["grade_id"]] = heading
+    return titles
+
+
 def run(args) -> int:
+    from autograder.questions import load as load_questions
+
     meta, entries = load(Path(args.output))
+    root = Path(meta.get("root", "."))
+    qs, url = load_questions(root, meta["assignment"]), _book_url(root, meta["assignment"])
+    titles = _solution_titles(root, meta["assignment"])
     out = Path(args.output) / "feedback"
     out.mkdir(exist_ok=True)
     for student, e in entries.items():
-        (out / f"{student}.html").write_text(page(meta["assignment"], e, getattr(args, "detail", "full")))
+        (out / f"{student}.html").write_text(page(meta["assignment"], e, getattr(args, "detail", "full"), qs, url, titles))
     print(f"feedback for {len(entries)} students in {out}")
     return 0
 

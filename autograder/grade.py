@@ -80,6 +80,14 @@ def find_submissions(folder: Path, assignment: str, notebook_name: str) -> dict[
     return found
 
 
+def test_digests(source_text: str) -> dict[str, str]:
+    """Each graded test cell's text, hashed: what `autograder regrade` compares to say which
+    questions a change to the assignment touched."""
+    nb = nbformat.reads(source_text, as_version=4)
+    return {c.metadata.nbgrader["grade_id"]: hashlib.sha256(c.source.encode()).hexdigest()[:16]
+            for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+
+
 def digest(*parts: bytes) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -222,7 +230,8 @@ def _grade_job(job: dict) -> dict:
     t0 = time.monotonic()
     # the secret seed this student's hidden tests drew from: recorded, so that the grading can be
     # replayed exactly (`autograder grade --replay STUDENT`)
-    result = {"student": job["student"], "hash": job["hash"], "tests": [], "diagnostics": [], "flags": [],
+    result = {"student": job["student"], "hash": job["hash"], "submission": job.get("submission", ""),
+              "tests": [], "diagnostics": [], "flags": [],
               "isolation": job["level"], "secret_seed": job.get("secret_seed", 0)}
     if job.get("found_as") and job["found_as"] != job["student"]:
         result["diagnostics"].append({"cell": "-", "severity": "warning",
@@ -298,6 +307,7 @@ def build_jobs(args, root: Path, output: Path) -> tuple[list[dict], dict, str]:
             content = f"unreadable: {exc}".encode()  # the worker reports it; the hash still changes with it
         h = digest(content, source_text.encode(), json.dumps(params, sort_keys=True).encode())
         jobs.append({"student": student, "found_as": found_as, "path": str(path.absolute()), "hash": h,
+                     "submission": hashlib.sha256(content).hexdigest(),
                      "assignment": args.assignment, "source": source_text, "release": release_text,
                      "parameters": params, "limits": limits.as_dict(), "level": level, "hide": hide,
                      "threads": threads, "scratch": args.scratch or "/tmp",
@@ -364,8 +374,12 @@ def run(args) -> int:
           + (f"; process cap: {process_cap()}" if level.startswith("bwrap") else "")
           + f"; disk quota: {disk_quota()}"
           + ("  (WARNING: no filesystem or network isolation)" if level == "rlimits-only" else ""), file=sys.stderr)
+    # what the report shows as the batch's settings, and where feedback finds the questions' titles
+    settings = {k: getattr(args, k) for k in ("workers", "threads", "profile", "device", "cell_timeout", "timeout",
+                                               "memory", "disk") if hasattr(args, k)}
     (output / "meta.json").write_text(json.dumps({"assignment": args.assignment, "notebook": info["notebook"],
-                                                  "db_url": db_url, "isolation": level}, indent=1))
+                                                  "db_url": db_url, "isolation": level, "root": str(root),
+                                                  "settings": settings, "tests": test_digests(Path(info["source"]).read_text())}, indent=1))
     results = []
     for res in _dispatch(todo, args):
         nb_text = res.pop("notebook", None)

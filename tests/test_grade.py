@@ -175,6 +175,8 @@ def test_feedback_hides_hidden_tests(batch):
         assert not any(line.strip() in html for line in hidden if line.strip())
     # feedback names the function and the input case that failed
     assert "while checking relu(float32[3])" in pages["partial"]
+    # each test as the notebook presents it: number, heading, points
+    assert "Question 3: Fixture assignment (3)" in pages["correct"] and "2 / 2 points" in pages["correct"]
 
 
 def test_export_and_report(batch):
@@ -191,6 +193,8 @@ def test_export_and_report(batch):
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
     assert (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
     assert "patch_allclose" in (out / "report.md").read_text().split("tampering")[1]
+    page = (out / "report.html").read_text()
+    assert "Question 3: Fixture assignment (3)" in page and "Most common failures" in page and "cell_timeout 8" in page
 
 
 def _export(out, *args):
