@@ -266,10 +266,10 @@ def test_training_pages_say_they_train_on_mnist_test_set(page):
 
 def test_front_page_promises_what_the_chapters_have():
     text = _flat((BOOK / "intro.md").read_text())
-    with_explorers = sorted({p.parent.name[:2].lstrip("0") for p in BOOK.glob("0*/*.ipynb")
-                             if "_explorer()" in "".join(c.source for c in nbformat.read(str(p), as_version=4).cells)})
-    assert with_explorers == ["1", "6"]
-    assert "chapters 1 and 6 also have small interactive explorers" in text
+    with_explorers = sorted({int(p.parent.name[:2]) for p in BOOK.glob("0*/*.ipynb")
+                             if re.search(r"_explorer\(", "".join(c.source for c in nbformat.read(str(p), as_version=4).cells))})
+    assert with_explorers == [1, 4, 5, 6, 7, 8, 9]
+    assert "chapters 1 and 4 to 9 also have small interactive explorers" in text
     assert "open its assignment in Colab" not in text
     assert "Once the course is published" in text
 
@@ -342,3 +342,29 @@ def test_dense_evaluation_cell_gives_the_shapes_the_prose_states():
         assert tuple(ns["vgg16_dense"](torch.zeros(1, 3, 384, 384)).shape[2:]) == (6, 6)
     text = _flat(_markdown("05-vgg/configurations.ipynb"))
     assert "a 3x3 map of scores on a 44x44 one" in text and "a 384x384 image gives a 6x6 map" in text
+
+
+# --- the explorers of chapters 4, 5, 7, 8 and 9 --------------------------------------------------
+
+def test_grid_explorer_precomputes_every_view_and_links_the_sliders_in_the_browser():
+    from ipywidgets.widgets.widget_link import Link
+
+    from dlcourse.grid_explorer import grid_explorer, table
+
+    seen = []
+    box = grid_explorer([("a", ["1", "2", "3"]), ("b", ["x", "y"])],
+                        lambda chosen: seen.append(chosen) or table(["a", "b"], [chosen]))
+    assert sorted(seen) == [(i, j) for i in range(3) for j in range(2)] and box._dlcourse_views == 6
+    # one jslink per Stack: 1 for the first slider's Stack, 3 for the second's
+    assert len(box._dlcourse_links) == 4 and all(type(l) is Link for l in box._dlcourse_links)
+    assert box.children[1].layout.flex_flow == "row wrap"       # the sliders wrap on a phone
+    assert "1,234" in table(["n"], [(1234,)])
+
+
+@pytest.mark.parametrize("page", ["04-alexnet/architecture.ipynb", "05-vgg/configurations.ipynb",
+                                  "07-batchnorm/batch-norm.ipynb", "08-resnet/architectures.ipynb",
+                                  "09-densenet/densenet.ipynb"])
+def test_each_chapter_has_an_explorer_that_says_it_works_in_the_static_page(page):
+    assert "grid_explorer([" in _code(page)
+    text = _flat(_markdown(page))
+    assert "### Explorer:" in text and "computed when the page was built" in text
