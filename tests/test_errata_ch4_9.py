@@ -266,10 +266,13 @@ def test_training_pages_say_they_train_on_mnist_test_set(page):
 
 def test_front_page_promises_what_the_chapters_have():
     text = _flat((BOOK / "intro.md").read_text())
-    with_explorers = sorted({int(p.parent.name[:2]) for p in BOOK.glob("0*/*.ipynb")
+    chapters = sorted({p.parent.name for p in BOOK.glob("[0-9][0-9]-*/*.ipynb")})
+    with_explorers = sorted({p.parent.name for p in BOOK.glob("[0-9][0-9]-*/*.ipynb")
                              if re.search(r"_explorer\(", "".join(c.source for c in nbformat.read(str(p), as_version=4).cells))})
-    assert with_explorers == [1, 4, 5, 6, 7, 8, 9]
-    assert "chapters 1 and 4 to 9 also have small interactive explorers" in text
+    assert {"01-convolution", "04-alexnet", "05-vgg", "06-googlenet", "07-batchnorm", "08-resnet",
+            "09-densenet"} <= set(with_explorers)
+    assert "most chapters also have small interactive explorers" in text
+    assert len(with_explorers) > len(chapters) / 2, (with_explorers, chapters)
     assert "open its assignment in Colab" not in text
     assert "Once the course is published" in text
 
