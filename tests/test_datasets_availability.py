@@ -1,8 +1,8 @@
 """datasets.ensure (a setup cell's data step), locate's origins, offline mode, split descriptions.
 
 The data sets here are FAKE: a registry of our own (DLCOURSE_DATA_REGISTRY) gives the names
-"mnist-test-labels" (which has the digits stand-in) and "timemachine" (which has none) to
-small files of ours, so that no test needs the real MNIST, a mirror or a network.
+"mnist-test-labels" (which has the digits stand-in), "timemachine" (which has Python's help
+topics) and "fake-book" (which has none) to small files of ours, so that no test needs the real MNIST, a mirror or a network.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def fake(tmp_path, monkeypatch):
     digest = hashlib.sha256(BLOB).hexdigest()
     registry = tmp_path / "registry.txt"
     registry.write_text(f"mnist-test-labels fake/labels.bin sha256:{digest} FAKE http://127.0.0.1:9/labels.bin\n"
-                        f"timemachine fake/book.txt sha256:{digest} FAKE http://127.0.0.1:9/book.txt\n")
+                        f"fake-book fake/book.txt sha256:{digest} FAKE http://127.0.0.1:9/book.txt\n"
+                        f"timemachine fake/tm.txt sha256:{digest} FAKE http://127.0.0.1:9/tm.txt\n")
     for folder in ("cache", "mirror", "tmp"):
         (tmp_path / folder).mkdir()
     monkeypatch.setenv("DLCOURSE_DATA_REGISTRY", str(registry))
@@ -65,8 +66,8 @@ def test_ensure_names_the_stand_in_instead_of_raising(fake, capsys):
 
 
 def test_ensure_raises_naming_a_data_set_without_a_stand_in(fake):
-    with pytest.raises(datasets.DataUnavailableError, match="needs data set 'timemachine', which has no bundled") as info:
-        datasets.ensure(["timemachine"])
+    with pytest.raises(datasets.DataUnavailableError, match="needs data set 'fake-book', which has no bundled") as info:
+        datasets.ensure(["fake-book"])
     assert isinstance(info.value.__cause__, datasets.DataUnavailableError)  # what to download, and where
     assert "fake/book.txt" in str(info.value)
 
@@ -76,15 +77,15 @@ def test_ensure_treats_a_corrupt_copy_like_a_missing_one(fake, capsys):
     assert datasets.ensure(["mnist-test-labels"]) == {"mnist-test-labels": "fallback:digits"}
     assert "the only copies found were corrupt" in capsys.readouterr().out
     _put(fake / "mirror", "fake/book.txt", b"wrong")
-    with pytest.raises(datasets.DataError, match="timemachine"):
-        datasets.ensure(["timemachine"])
+    with pytest.raises(datasets.DataError, match="fake-book"):
+        datasets.ensure(["fake-book"])
 
 
 def test_offline_mode_tries_no_download(fake, monkeypatch, capsys):
     monkeypatch.setenv("DLCOURSE_OFFLINE", "1")
     assert datasets.offline()
     with pytest.raises(datasets.DataUnavailableError, match="downloads are switched off") as info:
-        datasets.fetch("timemachine")
+        datasets.fetch("fake-book")
     assert "127.0.0.1:9/fake/book.txt" not in str(info.value)  # no URL was tried
     datasets.ensure(["mnist-test-labels"])
     assert "DLCOURSE_OFFLINE turns downloads off" in capsys.readouterr().out
@@ -121,3 +122,19 @@ def test_every_stand_in_is_described_and_every_fallback_name_is_registered():
     known = load_registry(REGISTRY_FILE)
     assert set(availability.FALLBACKS) <= set(known)
     assert set(availability.FALLBACKS.values()) <= set(availability.FALLBACK_DESCRIPTIONS)
+
+
+def test_the_time_machine_falls_back_to_pythons_help_topics_and_says_so(fake, capsys):
+    from dlcourse.datasets.timemachine import time_machine
+    assert datasets.ensure(["timemachine"]) == {"timemachine": "fallback:pydoc-topics"}
+    assert "Python's own help topics" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # announced by ensure: no second warning
+        tm = time_machine()
+    # the same 28 tokens as the book, more than enough text for the pages' models
+    assert len(tm.vocab) == 28 and len(tm.corpus) > 200_000 and set(tm.text) <= set("abcdefghijklmnopqrstuvwxyz ")
+    availability._announced.clear()
+    with pytest.warns(UserWarning, match="stand-in, Python's own help topics"):
+        time_machine(max_chars=1000)
+    with pytest.raises(datasets.DataUnavailableError):   # a grader or test that needs the book gets it or an error
+        time_machine(source="book")

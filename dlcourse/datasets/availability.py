@@ -6,7 +6,8 @@ mirror, download; see fetching.py) and prints one line saying which one provided
 
 Some data sets have a stand-in that ships with an installed package, so a notebook can
 still run with no network and no mirror: the MNIST loaders use scikit-learn's bundled
-8x8 digits instead (see mnist.py). For those, ``ensure`` does not raise: it prints that
+8x8 digits instead (see mnist.py), and the text loader Python's own help topics instead of
+The Time Machine (see timemachine.py). For those, ``ensure`` does not raise: it prints that
 the stand-in will be used and remembers that it said so, so the loader need not warn a
 second time. A data set without a stand-in that cannot be had is an error naming it.
 
@@ -26,10 +27,12 @@ FALLBACKS: dict[str, str] = {
     "mnist-test-labels": "digits",
     "mnist-train-images": "digits",
     "mnist-train-labels": "digits",
+    "timemachine": "pydoc-topics",
 }
 # What each stand-in is, in the words a page prints.
 FALLBACK_DESCRIPTIONS: dict[str, str] = {
     "digits": "scikit-learn's bundled 8x8 handwritten digits, upsampled to 28x28",
+    "pydoc-topics": "the English text of Python's own help topics (the standard library's pydoc_data)",
 }
 _WHERE = {
     "cache": "verified copy in the local cache",
