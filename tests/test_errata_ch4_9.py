@@ -371,3 +371,27 @@ def test_each_chapter_has_an_explorer_that_says_it_works_in_the_static_page(page
     assert "grid_explorer([" in _code(page)
     text = _flat(_markdown(page))
     assert "### Explorer:" in text and "computed when the page was built" in text
+
+
+def test_the_small_networks_are_compared_under_identical_conditions():
+    """Chapter 9 trains every chapter's small network on the same digits: one loop, one seed per
+    network, the same loaders and optimiser; the costs it calls two orders of magnitude apart are."""
+    code = _code("09-densenet/densenet.ipynb")
+    cell = code.split("small_networks = {", 1)[1]
+    for chapter in ("ch. 3", "ch. 4", "ch. 5", "ch. 6", "ch. 8", "ch. 9"):
+        assert chapter in cell
+    loop = cell.split("for name, build in small_networks.items():", 1)[1]
+    assert "dlcourse.seed_everything(SEED)" in loop and "datasets.dataloaders(cmp_splits" in loop
+    assert "fit(net, *loaders, epochs=CMP_EPOCHS" in loop
+    from dlcourse.flops import count_macs
+    from dlcourse.models import densenet as D
+    from dlcourse.models.lenet import lenet5
+    from dlcourse.models.resnet import cifar_resnet
+
+    with torch.device("meta"):
+        macs = [count_macs(m, (1, 28, 28)) for m in (lenet5(), D.densenet_small(),
+                                                      cifar_resnet(20, in_channels=1, widths=(16, 32, 64)))]
+    assert 30 < max(macs) / min(macs) < 300
+    assert "differ by two orders of magnitude in cost" in _flat(_markdown("09-densenet/densenet.ipynb"))
+    nb = nbformat.read(str(BOOK / "09-densenet/densenet.ipynb"), as_version=4)
+    assert nb.metadata["dlcourse"]["prefetch"] == ["mnist-test-images", "mnist-test-labels"]
