@@ -66,10 +66,12 @@ def rows_for(fmt: str, gb, meta: dict, entries: dict, roster: dict | None, match
         return [gb.find_grade(c, notebook, assignment, student).score for c in cells]
 
     if fmt == "questions":
-        rows = [["student", *cells, "total", "max", "flagged"]]
+        rows = [["student", *cells, "total", "max", "late_penalty", "final", "flagged"]]
         for student in entries:
             got = scores(student)
-            rows.append([student, *[f"{s:g}" for s in got], f"{sum(got):g}", f"{sum(maxes):g}",
+            penalty = (entries[student].get("late") or {}).get("penalty", 0.0)
+            rows.append([student, *[f"{s:g}" for s in got], f"{sum(got):g}", f"{sum(maxes):g}", f"{penalty:g}",
+                         f"{max(0.0, sum(got) - penalty):g}",
                          "grader error" if entries[student].get("grader_error") else
                          "yes" if entries[student]["flags"] else ""])
         return rows

@@ -66,6 +66,16 @@ def page(assignment: str, e: dict, detail: str = "full", questions: dict | None 
     order = {g: q.number for g, q in questions.items()}
     tests = sorted(e["tests"], key=lambda t: order.get(t["grade_id"], 1000))
     got, total = sum(t["score"] for t in tests), sum(t["points"] for t in tests)
+    late = e.get("late") or {}
+    late_line = ""
+    if late.get("late_seconds", 0) > 0:
+        hours = late["late_seconds"] / 3600
+        late_line = (f"<p class='late'>Submitted {hours:.1f} hours after the due date ({esc(late['due'])}"
+                     f"{', your extension' if late.get('extension') else ''}). Late policy: {esc(late.get('policy', ''))}: "
+                     f"{late.get('penalty', 0):g} points taken from the {got:g} the tests gave.</p>")
+        got = max(0.0, got - late.get("penalty", 0.0))
+    elif late.get("due"):
+        late_line = f"<p>Due {esc(late['due'])}{' (your extension)' if late.get('extension') else ''}: on time.</p>"
     cards = []
     for i, t in enumerate(tests, 1):
         q = questions.get(t["grade_id"])
@@ -87,7 +97,7 @@ def page(assignment: str, e: dict, detail: str = "full", questions: dict | None 
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{esc(assignment)}: {esc(e['student'])}</title><style>{STYLE}</style></head><body>"
             f"<h1>{esc(assignment)}: feedback for {esc(e['student'])}</h1>"
-            f"<p class='score'>Score: <b>{got:g} / {total:g}</b></p>{link}" + "".join(cards)
+            f"<p class='score'>Score: <b>{got:g} / {total:g}</b></p>{late_line}{link}" + "".join(cards)
             + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
             + (f"<h2>Marked for your instructor's review</h2><p>These do not change the score by themselves; "
                f"your instructor will read the code they point at.</p><ul>{review}</ul>" if review else "")

@@ -354,7 +354,16 @@ def run(args) -> int:
 
     for stale in sweep_stale(Path(args.scratch or "/tmp")):  # what a killed grader left behind
         print(f"autograder: removed {stale}, left by a grader that no longer runs", file=sys.stderr)
+    from autograder import deadlines as dl
+
+    try:  # the course file: refused, naming its key, before anything is graded
+        due = dl.load(Path(args.deadlines) if getattr(args, "deadlines", None) else root / "deadlines.yml")
+    except dl.DeadlineError as exc:
+        raise SystemExit(f"autograder grade: {exc}. Nobody was graded.") from None
     jobs, info, level = build_jobs(args, root, output)
+    # each submission's lateness, judged on the exchange service's time (timestamp.txt)
+    late = {j["student"]: due.judge(args.assignment, j["student"], dl.submission_time(Path(j["path"])))
+            for j in jobs} if due else {}
     db_url = args.db or f"sqlite:///{output / 'gradebook.db'}"
     writer = GradeWriter(db_url, output / "journal.jsonl")
     source = nbformat.read(info["source"], as_version=4)
@@ -380,8 +389,25 @@ def run(args) -> int:
     (output / "meta.json").write_text(json.dumps({"assignment": args.assignment, "notebook": info["notebook"],
                                                   "db_url": db_url, "isolation": level, "root": str(root),
                                                   "settings": settings, "tests": test_digests(Path(info["source"]).read_text())}, indent=1))
+    def with_penalty(res: dict) -> dict:
+        """`res` with this submission's lateness and the policy's penalty (journal and gradebook)."""
+        judged = dict(late.get(res["student"], {}))
+        if judged:
+            score, points = sum(t["score"] for t in res["tests"]), sum(t["points"] for t in res["tests"])
+            judged["penalty"] = round(due.policy.penalty(judged["late_seconds"], score, points), 6)
+            judged["policy"] = due.policy.describe()
+        res = dict(res)
+        res.pop("late", None)
+        return {**res, "late": judged} if judged else res
+
+    # a changed due date or extension re-judges a submission already graded, without grading it again
+    for j in jobs:
+        entry = done.get(j["student"])
+        if j not in todo and entry is not None and with_penalty(entry).get("late") != entry.get("late"):
+            writer.write(args.assignment, info["notebook"], with_penalty(entry))
     results = []
     for res in _dispatch(todo, args):
+        res = with_penalty(res)
         nb_text = res.pop("notebook", None)
         if nb_text:
             d = output / "autograded" / res["student"]
@@ -461,6 +487,8 @@ def register(subparsers) -> None:
     p.add_argument("--root", default=".", help="course root holding solutions/ and assignments/ (default .)")
     p.add_argument("--db", help="SQLAlchemy URL of the gradebook (default sqlite in the output folder)")
     p.add_argument("--force", action="store_true", help="regrade submissions that are unchanged and already graded")
+    p.add_argument("--deadlines", help="course file of due dates, extensions and the late policy "
+                                       "(default ROOT/deadlines.yml when it exists; see autograder.deadlines)")
     p.add_argument("--replay", nargs="+", metavar="STUDENT",
                    help="grade these students again exactly as before: the secret seeds their last grading used, "
                         "from the journal (even if the grading folder's secret has changed)")

@@ -66,6 +66,17 @@ class GradeWriter:
             grade.auto_score = test["score"]
             # a grader error is no score of the student's: a human grades it (or the next run does)
             grade.needs_manual_grade = test["status"] == "tampered" or bool(result.get("grader_error"))
+        late = result.get("late") or {}
+        if late:
+            import datetime as dt
+            naive_utc = lambda s: dt.datetime.fromisoformat(s).astimezone(dt.timezone.utc).replace(tzinfo=None)  # noqa: E731
+            sub = self.gb.find_submission(assignment, student)
+            if late.get("submitted"):
+                sub.timestamp = naive_utc(late["submitted"])
+            if late.get("assignment_due"):
+                self.gb.find_assignment(assignment).duedate = naive_utc(late["assignment_due"])
+                sub.extension = naive_utc(late["due"]) - naive_utc(late["assignment_due"]) if late.get("extension") else None
+            self.gb.find_submission_notebook(notebook, assignment, student).late_submission_penalty = late.get("penalty", 0.0)
         self.gb.db.commit()
         torn = self.journal.exists() and self.journal.stat().st_size and not self.journal.read_bytes().endswith(b"\n")
         with self.journal.open("a") as fh:

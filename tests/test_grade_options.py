@@ -140,7 +140,9 @@ def options_batch(tmp_path_factory):
                   "--scratch", scratch, "--db", f"sqlite:///{dbdir / 'gradebook.db'}", "--isolation", "auto")
     assert first.returncode == 0, first.stderr[-3000:]
     graded_first = journal(out)
-    unlucky_first = (out / "autograded" / UNLUCKY / "fix.ipynb").read_text()
+    copy = out / "autograded" / UNLUCKY / "fix.ipynb"
+    assert copy.exists(), f"no graded copy for {UNLUCKY}: {graded_first.get(UNLUCKY)}\n{first.stderr[-3000:]}"
+    unlucky_first = copy.read_text()
     # the same folder again, without the sandbox: only the grader error is graded again
     again = grade(root, subs, out, "--scratch", scratch, "--db", f"sqlite:///{dbdir / 'gradebook.db'}",
                   "--isolation", "none")
@@ -170,7 +172,7 @@ def test_a_grader_error_is_recorded_named_and_not_the_students_zero(options_batc
     row = summary_row(options_batch["first"].stdout, UNLUCKY)
     assert " GRADER ERR " in row and "instructor cell" in row and "the helper cannot draw" in row, row
     page = (options_batch["out"] / "feedback" / f"{UNLUCKY}.html").read_text()
-    assert "<td>not run</td>" in page and "<td>failed</td>" not in page
+    assert "<div class='q not-run'>" in page and "<div class='q failed'>" not in page
     # the other students' gradings went on
     assert score(options_batch["graded_first"]["correct"]) == 5
 
