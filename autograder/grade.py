@@ -352,6 +352,12 @@ def run(args) -> int:
     (output / "autograded").mkdir(exist_ok=True)
     from autograder.sandbox import sweep_stale
 
+    from autograder.sandbox import check_scratch
+
+    try:
+        check_scratch(Path(args.scratch or "/tmp"))
+    except ValueError as exc:
+        raise SystemExit(f"autograder grade: {exc}. Nobody was graded.") from None
     for stale in sweep_stale(Path(args.scratch or "/tmp")):  # what a killed grader left behind
         print(f"autograder: removed {stale}, left by a grader that no longer runs", file=sys.stderr)
     from autograder import deadlines as dl

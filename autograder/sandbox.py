@@ -421,6 +421,21 @@ def sweep_stale(scratch: Path) -> list[Path]:
     return removed
 
 
+# The kernel's sockets are Unix sockets in its work directory, whose paths may not exceed 107
+# bytes. Under `scratch` come "/autograder-<pid>-<8>" (at most 28), "/work-<8>" (14) and
+# "/ipc-<n>" (at most 7): a scratch folder longer than this cannot hold a working kernel.
+MAX_SCRATCH_PATH = 107 - 28 - 14 - 7
+
+
+def check_scratch(scratch: Path) -> None:
+    """Refuse, with the reason, a scratch folder whose path leaves no room for the kernel's sockets."""
+    length = len(os.fsencode(str(Path(scratch).resolve())))
+    if length > MAX_SCRATCH_PATH:
+        raise ValueError(f"the scratch folder {scratch} has a path of {length} bytes; the kernels' sockets live "
+                         f"under it and Unix socket paths are limited, so use a folder whose path has at most "
+                         f"{MAX_SCRATCH_PATH} bytes (e.g. /tmp or /var/tmp/grading)")
+
+
 def private_workdir(scratch: Path) -> Path:
     """A fresh, unguessable work directory for one kernel inside this process's private scratch."""
     return Path(tempfile.mkdtemp(prefix="work-", dir=private_scratch(scratch)))

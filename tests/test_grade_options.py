@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -132,8 +133,10 @@ def options_batch(tmp_path_factory):
     big.cells.append(nbformat.v4.new_markdown_cell("x" * (MAX_SUBMISSION_BYTES + 2**20)))
     nbformat.write(big, subs / "oversized.ipynb")
 
-    out, scratch, dbdir = tmp / "out", tmp / "scratch", tmp / "elsewhere"
-    scratch.mkdir()
+    out, dbdir = tmp / "out", tmp / "elsewhere"
+    # a short path: the kernels' Unix sockets live under the scratch folder (a pytest-xdist
+    # temporary path is too long for them, which the test below shows is refused)
+    scratch = Path(tempfile.mkdtemp(prefix="ago-", dir="/tmp"))
     dbdir.mkdir()
     t0 = time.monotonic()
     first = grade(root, subs, out, "--workers", "2", "--timeout", TIMEOUT_S, "--memory", MEMORY_MB, "--disk", DISK_MB,
@@ -284,6 +287,15 @@ def test_isolation_is_what_was_asked_and_reported(options_batch):
         assert "SEES SUBMISSIONS True" in (options_batch["out"] / "autograded" / UNLUCKY / "fix.ipynb").read_text()
     meta = json.loads((options_batch["out"] / "meta.json").read_text())
     assert meta["isolation"] == "rlimits-only"
+
+
+def test_a_scratch_folder_too_long_for_the_kernels_sockets_is_refused_before_grading(options_batch, tmp_path):
+    deep = tmp_path / ("d" * 60) / "scratch"
+    deep.mkdir(parents=True)
+    out = tmp_path / "out"
+    proc = grade(options_batch["root"], options_batch["subs"], out, "--scratch", deep)
+    assert proc.returncode != 0 and "socket" in proc.stderr and "Nobody was graded" in proc.stderr, proc.stderr[-2000:]
+    assert not (out / "journal.jsonl").exists()
 
 
 def test_scratch_holds_the_work_directories_and_is_left_empty(options_batch):
