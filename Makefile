@@ -36,6 +36,7 @@ system-deps:
 	 command -v chromium >/dev/null || missing="$$missing chromium"; \
 	 command -v npm >/dev/null || missing="$$missing npm"; \
 	 command -v git >/dev/null || missing="$$missing git"; \
+	 command -v sudo >/dev/null || missing="$$missing sudo"; \
 	 if [ -n "$$missing" ]; then \
 	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	     echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

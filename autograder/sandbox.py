@@ -6,7 +6,10 @@ work directory, so the kernel needs no network at all and never sees a notebook 
 with hidden tests in it.
 
 Isolation levels, strongest first (`isolation()` reports which one this machine gives):
-  "bwrap+nobody"  the grader (root) drops to uid/gid 65534 with setpriv, then bubblewrap:
+  "bwrap+nobody"  the kernel runs as uid 65534 inside bubblewrap. A grader running as root
+                  drops to uid/gid 65534 with setpriv; a grader running as an ordinary
+                  account (the hub's watch service, see `nobody_prefix`) asks sudo for
+                  uid 65534 with the kernel group as its only group. Then bubblewrap:
                   new user, network, PID, IPC and UTS namespaces (no network interface),
                   all capabilities dropped. The file system holds only read-only system
                   directories (/usr, /etc without shadow, ...), the Python environment, the
@@ -82,7 +85,7 @@ def isolation(prefer: str = "auto") -> str:
     if prefer == "none" or shutil.which("bwrap") is None:
         return "rlimits-only"
     for level in ("bwrap+nobody", "bwrap"):
-        if level == "bwrap+nobody" and (os.geteuid() != 0 or shutil.which("setpriv") is None):
+        if level == "bwrap+nobody" and nobody_prefix() is None:
             continue
         if prefer not in ("auto", level):
             continue
@@ -94,6 +97,50 @@ def isolation(prefer: str = "auto") -> str:
         if ok:
             return level
     return "rlimits-only"
+
+
+KERNEL_GROUP_SETTING = "DLCOURSE_KERNEL_GROUP"
+DEFAULT_KERNEL_GROUP = "dlcourse-kernels"
+
+
+def kernel_group() -> int | None:
+    """The group a grader that is not root shares with its uid-65534 kernels, or None.
+
+    Its gid, when the group (`DLCOURSE_KERNEL_GROUP`, default dlcourse-kernels) exists and
+    this process belongs to it. The kernels run as uid 65534 with this group as their only
+    one: it lets them write their work directory and lets the grader reach the sockets they
+    make there, while students (not members) cannot enter either.
+    """
+    import grp
+
+    try:
+        gid = grp.getgrnam(os.environ.get(KERNEL_GROUP_SETTING) or DEFAULT_KERNEL_GROUP).gr_gid
+    except KeyError:
+        return None
+    return gid if gid in os.getgroups() or gid == os.getegid() else None
+
+
+def nobody_prefix() -> list[str] | None:
+    """The command prefix that runs what follows as uid 65534, or None where this grader cannot.
+
+    As root: setpriv. As an ordinary account (the hub's watch service runs as the
+    instructor, never root): sudo, where a sudoers rule lets this account run commands as
+    uid 65534 with the kernel group (`kernel_group`) and no password; `-n` makes sudo
+    fail rather than ask, and `isolation()` probes the whole command before using it.
+    """
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            return None
+        return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    gid = kernel_group()
+    if gid is None or shutil.which("sudo") is None:
+        return None
+    return ["sudo", "-n", "-u", f"#{NOBODY}", "-g", f"#{gid}", "--"]
+
+
+def via_sudo(level: str) -> bool:
+    """True where the kernel is uid 65534 by sudo: a grader that is not root, at "bwrap+nobody"."""
+    return level == "bwrap+nobody" and os.geteuid() != 0
 
 
 def prlimit_prefix(limits: Limits, ram_backed_disk: bool = False) -> list[str]:
@@ -115,10 +162,15 @@ def hidden_paths(extra: list[Path]) -> list[Path]:
 SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/opt"]
 
 
-def bwrap_prefix(workdir: Path, level: str, hide: list[Path], library: Path | None = None) -> list[str]:
+def bwrap_prefix(workdir: Path, level: str, hide: list[Path], library: Path | None = None,
+                 env: dict[str, str] | None = None) -> list[str]:
     cmd = []
     if level == "bwrap+nobody":
-        cmd += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        cmd += nobody_prefix() or []
+    if via_sudo(level):
+        # sudo resets the environment (its env_reset): the kernel's is given again, exactly,
+        # and nothing of sudo's own (SUDO_USER, ...) passes
+        cmd += ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in (env or {}).items())]
     cmd += ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
     for d in SYSTEM_DIRS:
@@ -147,6 +199,10 @@ def bwrap_prefix(workdir: Path, level: str, hide: list[Path], library: Path | No
     cmd += ["--bind", str(workdir / "tmp"), "/tmp"]
     cmd += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir),
             "--setenv", "HOME", str(workdir), "--setenv", "TMPDIR", str(workdir / "tmp")]
+    if via_sudo(level):
+        # sudo gives the kernel the grader's private umask (077): what it makes (its sockets
+        # above all) must stay open to the kernel group, i.e. to the grader, never to others
+        cmd += ["--", "/bin/sh", "-c", 'umask 007 && exec "$0" "$@"']
     return cmd
 
 
@@ -225,6 +281,12 @@ def prepare_workdir(workdir: Path, level: str, limits: Limits | None = None) -> 
     if level == "bwrap+nobody" and os.geteuid() == 0:
         for p in (workdir, *(workdir / sub for sub in WORK_SUBDIRS)):
             os.chown(p, NOBODY, NOBODY)
+    elif via_sudo(level):
+        # the grader keeps the folders; the kernel reaches them through the kernel group, and
+        # setgid gives what either side makes there that group
+        for p in (workdir, *(workdir / sub for sub in WORK_SUBDIRS)):
+            os.chown(p, -1, kernel_group())
+            os.chmod(p, 0o2770)
     elif level == "rlimits-only" and os.geteuid() == 0:
         for p in (workdir, *(workdir / sub for sub in WORK_SUBDIRS)):
             os.chown(p, NOBODY, NOBODY)
@@ -236,6 +298,13 @@ def release_workdir(workdir: Path, mounted: bool) -> None:
     if mounted:
         _unmount(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
+    if os.path.lexists(workdir) and os.geteuid() != 0 and nobody_prefix() is not None:
+        # what a uid-65534 kernel made and closed (chmod in student code): opened again and
+        # removed as uid 65534, inside the folder, which stays ours; neither command follows
+        # a link met on the way
+        clean = 'cd "$0" && chmod -R u+rwX . 2>/dev/null; exec rm -rf -- ./* ./.[!.]* ./..?*'
+        subprocess.run(nobody_prefix() + ["/bin/sh", "-c", clean, str(workdir)], capture_output=True, timeout=120)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def directory_bytes(path: Path, limit_entries: int = 200_000) -> int:
@@ -619,7 +688,8 @@ class SandboxKernelManager(AsyncKernelManager):
                     self.sandbox_cgroup = None  # RLIMIT_NPROC only, as process_cap() reports
             if self.sandbox_cgroup is not None:
                 prefix = self.sandbox_cgroup.prefix() + prefix
-            prefix += bwrap_prefix(self.sandbox_workdir, self.sandbox_level, self.sandbox_hide, self.sandbox_library)
+            env = kernel_env(self.sandbox_threads, self.sandbox_workdir, self.sandbox_library, self.sandbox_level)
+            prefix += bwrap_prefix(self.sandbox_workdir, self.sandbox_level, self.sandbox_hide, self.sandbox_library, env)
         return prefix + argv
 
     def log_tail(self, limit: int = 2000) -> str:
@@ -655,6 +725,10 @@ class SandboxKernelManager(AsyncKernelManager):
             # jupyter_client wrote the connection file (its key) 0600 as root; the kernel runs as
             # uid 65534 and must read it. The work directory is private to that uid already.
             os.chown(self.connection_file, NOBODY, NOBODY)
+        elif via_sudo(self.sandbox_level):
+            # likewise, through the kernel group (the work directory is closed to everyone else)
+            os.chown(self.connection_file, -1, kernel_group())
+            os.chmod(self.connection_file, 0o640)
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"
         return await super()._async_launch_kernel(kernel_cmd, **kw)

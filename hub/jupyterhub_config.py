@@ -26,6 +26,10 @@ variables, with the defaults of a real installation:
                              DLCOURSE_USER_ENV/bin/python); it must be one that uid 65534 can read, with the
                              course (library and autograder) installed in it, for kernels as `nobody`
   DLCOURSE_DATA_DIR          the data sets' cache the watch's kernels read (default /opt/dlcourse/data)
+  DLCOURSE_WATCH_USER        the account the watch service runs as (default: the instructor who owns the
+                             exchange's course folder, the first member of the instructor group); never root
+  DLCOURSE_KERNEL_GROUP      the group the watch's account shares with its kernels (default dlcourse-kernels):
+                             a sudoers rule lets that account run commands as uid 65534 with this group
 
 Choices, and why:
 
@@ -42,11 +46,15 @@ Choices, and why:
   members of the instructor group the hub adds hub/image/etc/dlcourse-instructor/ to
   JUPYTER_CONFIG_PATH, which turns them back on.
 - Grading on submission: `autograder watch` as a hub-managed service, started and stopped
-  with the hub, running as the hub's user (root) so that its sandbox can drop each kernel
-  to the `nobody` user (uid 65534) before bubblewrap: the "bwrap+nobody" level. Root never
-  follows a student's link: every path in the exchange is opened component by component
-  without following links (autograder.safefs), and what the service writes is private
-  (umask 077).
+  with the hub, running as the instructor's account (DLCOURSE_WATCH_USER), never as root:
+  a student who found a way to redirect what it writes or reads would reach only what
+  the instructor can, not the machine. Its sandbox still runs each kernel as `nobody`
+  (uid 65534) inside bubblewrap, the "bwrap+nobody" level, through a sudoers rule that
+  lets that account, and only it, run commands as uid 65534 with the kernel group
+  (DLCOURSE_KERNEL_GROUP; see the guide). The service never follows a student's link:
+  every path in the exchange is opened component by component without following links
+  (autograder.safefs), and what it writes is private (umask 077). `ensure_watch` gives its
+  output folder and the data cache to that account when the hub starts.
 - The watch's interpreter: by default the users' environment's. bubblewrap runs as uid
   65534 and mounts the interpreter, the installed course (library and autograder) and the
   data cache read-only; all three must be readable by that uid (one it cannot reach: the
@@ -138,6 +146,14 @@ def role_config(spawner) -> None:
 c.Spawner.pre_spawn_hook = role_config
 
 # ---------------------------------------------------------------- the exchange
+def first_instructor(instructors: str):
+    """The account (pwd entry) of the instructor group's first member, or None: it owns the
+    exchange's course folders and runs the watch service."""
+    members = grp.getgrnam(instructors).gr_mem or [u.pw_name for u in pwd.getpwall()
+                                                    if u.pw_gid == grp.getgrnam(instructors).gr_gid]
+    return pwd.getpwnam(sorted(members)[0]) if members else None
+
+
 def ensure_exchange(root: str, course_id: str, instructors: str) -> None:
     """The exchange as students cannot rewrite it for each other (made once, as root).
 
@@ -150,11 +166,9 @@ def ensure_exchange(root: str, course_id: str, instructors: str) -> None:
     """
     if os.geteuid() != 0:
         return
-    members = grp.getgrnam(instructors).gr_mem or [u.pw_name for u in pwd.getpwall()
-                                                    if u.pw_gid == grp.getgrnam(instructors).gr_gid]
-    if not members:
+    owner = first_instructor(instructors)
+    if owner is None:
         return
-    owner = pwd.getpwnam(sorted(members)[0])
     base = Path(root)
     base.mkdir(parents=True, exist_ok=True)
     os.chown(base, 0, 0)
@@ -175,7 +189,7 @@ except KeyError:  # the instructor group does not exist yet: the guide's step 3 
     pass
 
 # ---------------------------------------------------------------- grading on submission
-def ensure_data(folder: Path) -> None:
+def ensure_data(folder: Path, owner=None) -> None:
     """The data sets' cache of the watch's kernels, readable by all (as root, at hub start).
 
     The kernels have no network: the grader fetches what an assignment declares into this
@@ -183,8 +197,10 @@ def ensure_data(folder: Path) -> None:
     uid 65534 cannot reach cannot be mounted (the sandbox falls back to the "bwrap" level);
     one it cannot list, or a file it cannot read, leaves the kernel without the data. The
     data sets are public, so every folder there is made
-    readable and searchable by all, every file readable by all (nothing is made writable);
-    links are neither followed nor changed. The folder's parents must be searchable by all.
+    readable and searchable by all, every file readable by all (nothing is made writable
+    by others); links are neither followed nor changed. The folder's parents must be
+    searchable by all. With `owner` (the watch service's account), what is there becomes
+    that account's, so that the service can fetch what is missing.
     """
     if os.geteuid() != 0:
         return
@@ -196,17 +212,62 @@ def ensure_data(folder: Path) -> None:
                 os.chmod(path, stat.S_IMODE(st.st_mode) | 0o555)
             elif stat.S_ISREG(st.st_mode):
                 os.chmod(path, stat.S_IMODE(st.st_mode) | 0o444)
+            else:
+                continue
+            if owner is not None:
+                os.lchown(path, owner.pw_uid, owner.pw_gid)
+
+
+def ensure_watch(output: Path, owner) -> None:
+    """The watch service's output folder, the service account's alone (as root, at hub start).
+
+    Made if missing, else taken over when it is root's (an older hub ran the service as
+    root); the hub refuses to start when it is a link or belongs to another account.
+    """
+    if os.geteuid() != 0:
+        return
+    if output.is_symlink() or (output.exists() and output.stat().st_uid not in (0, owner.pw_uid)):
+        raise SystemExit(f"{output} is a link or belongs to another account: move it away and start again")
+    output.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for top, dirs, files in os.walk(output):
+        for path in [top, *(os.path.join(top, name) for name in dirs + files)]:
+            if os.lstat(path).st_uid == 0:
+                os.lchown(path, owner.pw_uid, owner.pw_gid)
+    os.chmod(output, 0o700)
+
+
+def watch_account(instructors: str):
+    """The account the watch service runs as (DLCOURSE_WATCH_USER, else the first instructor).
+
+    Never root: the hub stops with the reason rather than grade as root.
+    """
+    name = setting("DLCOURSE_WATCH_USER", "")
+    try:
+        account = pwd.getpwnam(name) if name else first_instructor(instructors)
+    except KeyError:
+        raise SystemExit(f"the watch service's account {name or '(instructor group ' + instructors + ')'} "
+                         "does not exist: make it first (the guide's step 3)") from None
+    if account is None:
+        raise SystemExit(f"the watch service needs an account to run as: add an instructor to {instructors} "
+                         "or set DLCOURSE_WATCH_USER")
+    if account.pw_uid == 0:
+        raise SystemExit("the watch service does not run as root: set DLCOURSE_WATCH_USER to the instructor's account")
+    return account
 
 
 WATCH = [a for a in setting("DLCOURSE_WATCH", "").split(",") if a.strip()]
 if WATCH:
-    ensure_data(DATA)
+    WATCH_ACCOUNT = watch_account(INSTRUCTORS)
+    WATCH_OUTPUT = Path(setting("DLCOURSE_WATCH_OUTPUT", "/srv/autograder"))
+    ensure_data(DATA, WATCH_ACCOUNT)
+    ensure_watch(WATCH_OUTPUT, WATCH_ACCOUNT)
     c.JupyterHub.services = [{
         "name": "autograder-watch",
+        "user": WATCH_ACCOUNT.pw_name,
         "command": [setting("DLCOURSE_WATCH_PYTHON", str(USER_ENV / "bin" / "python")), "-m", "autograder", "watch",
                     *WATCH, "--exchange", EXCHANGE, "--course-id", COURSE_ID,
                     "--root", setting("DLCOURSE_WATCH_ROOT", "/srv/dlcourse"),
-                    "--output", setting("DLCOURSE_WATCH_OUTPUT", "/srv/autograder"),
+                    "--output", str(WATCH_OUTPUT),
                     "--rate", setting("DLCOURSE_WATCH_RATE", "3/1h"),
                     "--detail", setting("DLCOURSE_WATCH_DETAIL", "names"),
                     "--interval", setting("DLCOURSE_WATCH_INTERVAL", "5"),
@@ -215,5 +276,6 @@ if WATCH:
         # happens to be the hub's working folder
         "cwd": "/",
         "environment": {"DLCOURSE_THREADS": "1", "PYTHONUNBUFFERED": "1", "DLCOURSE_DATA_DIR": str(DATA),
-                        "PATH": "/usr/local/bin:/usr/bin:/bin"},
+                        "DLCOURSE_KERNEL_GROUP": setting("DLCOURSE_KERNEL_GROUP", "dlcourse-kernels"),
+                        "HOME": WATCH_ACCOUNT.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin"},
     }]

@@ -12,6 +12,9 @@ What an instructor setting up a course on one machine does, done by the fixture:
 - the data cache of the watch's kernels (DLCOURSE_DATA_DIR): MNIST's test set copied from
   this machine's cache or offline mirror (never downloaded), left private (folder 0700,
   files 0600) as a download by root leaves it, for the hub to make readable at start;
+- the kernel group and the sudoers rule of the guide's step 3 (`hubkit.allow_kernels`): the
+  watch service runs as the instructor, never root, and reaches uid 65534 for its kernels
+  through them;
 - nbgrader's exchange: its root 1777 (writable by all, as nbgrader insists, with the sticky
   bit), the course's folders made by hub/jupyterhub_config.py's `ensure_exchange` at hub
   start (the course folder the instructor's, inbound 3733, feedback 0711);
@@ -41,8 +44,8 @@ import pytest
 
 import hubkit
 from suite_helpers import require_or_skip
-from scenario import (ASSIGNMENT, COURSE_ID, DATA_SETS, INSTRUCTOR, INSTRUCTOR_GROUP, STUDENT_GROUP, STUDENTS, WATCH_DETAIL,
-                      WATCH_INTERVAL, WATCH_RATE, WATCH_WORKERS)
+from scenario import (ASSIGNMENT, COURSE_ID, DATA_SETS, INSTRUCTOR, INSTRUCTOR_GROUP, KERNEL_GROUP, STUDENT_GROUP, STUDENTS,
+                      SUDOERS_RULE, WATCH_DETAIL, WATCH_INTERVAL, WATCH_RATE, WATCH_WORKERS)
 
 ROOT = hubkit.ROOT
 
@@ -72,7 +75,7 @@ def _skip_reason() -> str | None:
         return "the hub test creates local accounts and spawns servers as them: run it as root"
     if not (ROOT / "hub" / "node_modules" / ".bin" / "configurable-http-proxy").exists():
         return "configurable-http-proxy is not installed: run `make hub-deps`"
-    for tool in ("useradd", "userdel", "chpasswd", "setpriv", "git"):
+    for tool in ("useradd", "userdel", "usermod", "chpasswd", "setpriv", "git", "sudo", "visudo"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     if hubkit.world_python() is None:
@@ -144,6 +147,7 @@ def course():
         hubkit.add_group(INSTRUCTOR_GROUP)
         homes = {name: hubkit.add_user(name, INSTRUCTOR_GROUP if name == INSTRUCTOR else STUDENT_GROUP, password)
                  for name in users}
+        hubkit.allow_kernels(INSTRUCTOR, KERNEL_GROUP, SUDOERS_RULE)
         exchange = root / "exchange"
         exchange.mkdir()
         # every user writes here (nbgrader checks it); the sticky bit keeps a student from renaming
@@ -162,7 +166,7 @@ def course():
             "DLCOURSE_WATCH_RATE": WATCH_RATE, "DLCOURSE_WATCH_DETAIL": WATCH_DETAIL,
             "DLCOURSE_WATCH_INTERVAL": WATCH_INTERVAL, "DLCOURSE_WATCH_WORKERS": WATCH_WORKERS,
             # DLCOURSE_WATCH_PYTHON unset: the users' environment, the configuration's default
-            "DLCOURSE_DATA_DIR": str(data), "DLCOURSE_THREADS": "1"})
+            "DLCOURSE_DATA_DIR": str(data), "DLCOURSE_THREADS": "1", "DLCOURSE_KERNEL_GROUP": KERNEL_GROUP})
         timings["setup: accounts, users' environment"] = time.monotonic() - t0
         t1 = time.monotonic()
         hub.start()
@@ -188,6 +192,7 @@ def course():
             hub.stop()
         for name in users:
             hubkit.remove_user(name)
+        hubkit.disallow_kernels(KERNEL_GROUP)
         hubkit.remove_group(STUDENT_GROUP)
         hubkit.remove_group(INSTRUCTOR_GROUP)
         shutil.rmtree(root, ignore_errors=True)

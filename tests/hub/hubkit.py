@@ -138,6 +138,25 @@ def remove_group(name: str) -> None:
     subprocess.run(["groupdel", name], capture_output=True)
 
 
+SUDOERS_FILE = Path("/etc/sudoers.d/dlcourse-hubtest")
+
+
+def allow_kernels(account: str, group: str, rule: str) -> None:
+    """The guide's kernel group (with `account` in it) and sudoers rule, checked by visudo."""
+    add_group(group)
+    subprocess.run(["usermod", "--append", "--groups", group, account], check=True)
+    tmp = SUDOERS_FILE.with_name(".dlcourse-hubtest.new")  # sudo skips names with a dot
+    tmp.write_text(rule)
+    tmp.chmod(0o440)
+    subprocess.run(["visudo", "--check", "--file", str(tmp)], check=True, capture_output=True)
+    tmp.rename(SUDOERS_FILE)
+
+
+def disallow_kernels(group: str) -> None:
+    SUDOERS_FILE.unlink(missing_ok=True)
+    remove_group(group)
+
+
 def run_as(user: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
     """Run a command as a local user (for checks of what that user can and cannot read)."""
     return subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *cmd],

@@ -4,6 +4,10 @@ COURSE_ID = "dlcourse"
 ASSIGNMENT = "a01-convolution"
 STUDENT_GROUP, INSTRUCTOR_GROUP = "dlct-students", "dlct-instructors"
 INSTRUCTOR = "dlct-teacher"
+# the group the watch service's account (the instructor's) shares with its uid-65534 kernels,
+# and the sudoers rule that lets that account, and no other, run commands as uid 65534 in it
+KERNEL_GROUP = "dlct-kernels"
+SUDOERS_RULE = f"{INSTRUCTOR} ALL=(nobody:{KERNEL_GROUP}) NOPASSWD: ALL\n"
 # each student and how they work: every answer right, only the first one, or the first one
 # plus code that fakes passes and looks for what it should not read
 STUDENTS = {"dlct-alice": "correct", "dlct-bob": "partial", "dlct-mallory": "hostile"}

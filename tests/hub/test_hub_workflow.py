@@ -11,16 +11,20 @@ every student fetches their own feedback and nobody else's. Timings are printed 
 """
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import nbformat
 import pytest
 
 import hubkit
-from scenario import ASSIGNMENT, COURSE_ID, DATA_SETS, STUDENTS, WATCH_INTERVAL
+from scenario import ASSIGNMENT, COURSE_ID, DATA_SETS, INSTRUCTOR, KERNEL_GROUP, STUDENTS, WATCH_INTERVAL
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
 NOTEBOOK = f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
@@ -39,6 +43,10 @@ for path in ["/home/dlct-teacher/dlcourse/solutions", "/home/dlct-alice"]:
     except OSError as err:
         print(path, type(err).__name__)
 if "JUPYTERHUB_USER" not in os.environ:
+    os.makedirs("closed/inner", exist_ok=True)  # what the grader must still clean up
+    open("closed/inner/kept", "w").write("x")
+    os.chmod("closed/inner", 0)
+    os.chmod("closed", 0o700)
     time.sleep(75)
 """
 # she submits first, so that her sleeping notebook takes a worker before the others arrive
@@ -247,13 +255,24 @@ def test_the_watch_runs_every_kernel_as_nobody(submitted):
     The service runs the users' environment's interpreter (the configuration's default),
     from "/", so that `-m autograder` imports nothing from a checkout; uid 65534 can run that
     interpreter and import the course installed in it (from the wheel, not the instructor's
-    private clone); and each of the service's gradings says that it ran its kernel at the
-    "bwrap+nobody" level: dropped to uid 65534 with setpriv, then bubblewrap."""
+    private clone); the service runs as the instructor, not root, with the kernel group;
+    what it wrote is the instructor's; and each of its gradings says that it ran its kernel
+    at the "bwrap+nobody" level: uid 65534 by sudo, then bubblewrap."""
     course, _, _ = submitted
     python = str(course.user_env / "bin" / "python")
     watch = hubkit.processes("autograder", "watch", str(course.watch_output))
     assert len(watch) == 1, watch
     assert watch[0]["argv"][:4] == [python, "-m", "autograder", "watch"] and watch[0]["cwd"] == "/", watch
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{watch[0]['pid']}/status").read_text().splitlines())
+    instructor = pwd.getpwnam(INSTRUCTOR)
+    assert status["Uid"].split() == [str(instructor.pw_uid)] * 4, status["Uid"]  # real, effective, saved, fs
+    assert str(grp.getgrnam(KERNEL_GROUP).gr_gid) in status["Groups"].split(), status["Groups"]
+    owners = {os.lstat(p).st_uid for p in [course.watch_output, *course.watch_output.rglob("*")]}
+    assert owners == {instructor.pw_uid}, owners
+    # every grading is over: its scratch folder is gone, with what the kernel closed in it
+    # (the hostile notebook's mode-0 folder, uid 65534's)
+    left = [e.path for e in os.scandir("/tmp") if e.name.startswith("autograder-") and e.stat().st_uid == instructor.pw_uid]
+    assert not left, left
     environ = dict(item.split("=", 1) for item in
                    open(f"/proc/{watch[0]['pid']}/environ", "rb").read().decode().split("\0") if "=" in item)
     assert environ.get("DLCOURSE_DATA_DIR") == str(course.data_dir), environ
@@ -389,9 +408,14 @@ attempt("plant a link in feedback/", os.symlink, "/etc/shadow", {str(course_fold
 attempt("list inbound/", os.listdir, {str(course_folder / 'inbound')!r})
 attempt("rename alice's submission", os.rename, {str(alice_folder)!r}, {str(alice_folder) + 'x'!r})
 attempt("remove alice's submission", os.rmdir, {str(alice_folder)!r})
+def as_a_kernel():  # the sudoers rule is the instructor's alone
+    import subprocess
+    if subprocess.run(["sudo", "-n", "-u", "#65534", "-g", {KERNEL_GROUP!r}, "true"], capture_output=True).returncode:
+        raise PermissionError("sudo refused")
+attempt("run a command as the kernels' user and group", as_a_kernel)
 """)
     assert seen and all(v.startswith("refused") for v in seen.values()), seen
-    assert len(seen) == 10, seen
+    assert len(seen) == 11, seen
     assert alice_folder.is_dir() and course_folder.is_dir() and not course_folder.is_symlink()
 
 
