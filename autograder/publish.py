@@ -213,11 +213,16 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+WHEEL_PACKAGES = ("dlcourse/", "autograder/")
+
+
 def wheel_mismatches(wheel: Path, root: Path = ROOT) -> list[str]:
     """What differs between a wheel and this checkout's course library; [] when it matches.
 
-    Compares the version and every file of `dlcourse/` (sources and package data), so a
-    book built after the library changed cannot publish a stale wheel under the same name.
+    Compares the version and every file of the packages the wheel holds, `dlcourse/` and
+    `autograder/` (sources and package data), so a book built after either changed cannot
+    publish a stale wheel under the same name, and a hub or a Colab install never runs an
+    older grader than the checkout's.
     """
     wheel = Path(wheel)
     problems = []
@@ -225,9 +230,9 @@ def wheel_mismatches(wheel: Path, root: Path = ROOT) -> list[str]:
     if wheel.name != wheel_name(version):
         problems.append(f"{wheel.name} is not the wheel of version {version} ({wheel_name(version)})")
     with zipfile.ZipFile(wheel) as zf:
-        packed = {n: _sha(zf.read(n)) for n in zf.namelist() if n.startswith("dlcourse/")}
+        packed = {n: _sha(zf.read(n)) for n in zf.namelist() if n.startswith(WHEEL_PACKAGES)}
     here = {}
-    for path in sorted((Path(root) / "dlcourse").rglob("*")):
+    for path in sorted(p for package in WHEEL_PACKAGES for p in (Path(root) / package).rglob("*")):
         rel = path.relative_to(root).as_posix()
         if path.is_file() and "__pycache__" not in path.parts and not rel.endswith(".pyc"):
             here[rel] = _sha(path.read_bytes())

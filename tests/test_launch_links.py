@@ -196,8 +196,11 @@ def test_stale_wheel_is_named_with_what_differs(tmp_path, wheel_dir):
     wheel = next(wheel_dir.glob("*.whl"))
     assert publish.wheel_mismatches(wheel, ROOT) == []
     fake_root = tmp_path / "root"
-    shutil.copytree(ROOT / "dlcourse", fake_root / "dlcourse", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("dlcourse", "autograder"):
+        shutil.copytree(ROOT / package, fake_root / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", fake_root)
+    assert publish.wheel_mismatches(wheel, fake_root) == []
     (fake_root / "dlcourse" / "runtime.py").write_text("# changed after the wheel was built\n")
+    (fake_root / "autograder" / "sandbox.py").write_text("# the grader changed too\n")
     problems = publish.wheel_mismatches(wheel, fake_root)
-    assert problems == ["dlcourse/runtime.py: differs"], problems
+    assert problems == ["autograder/sandbox.py: differs", "dlcourse/runtime.py: differs"], problems
