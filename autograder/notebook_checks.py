@@ -8,7 +8,6 @@ path and the cell (index and grade_id) so that an author can find it.
 from __future__ import annotations
 
 import pathlib
-from typing import Iterable
 
 import nbformat
 
@@ -151,9 +150,3 @@ def normalise(nb) -> "nbformat.NotebookNode":
         for key in VOLATILE_CELL_METADATA:
             cell.metadata.pop(key, None)
     return nb
-
-
-def error_cells(nb, cells: Iterable[int]) -> dict[int, bool]:
-    """For executed notebook `nb`: cell index -> whether that cell produced an error output."""
-    return {i: any(o.get("output_type") == "error" for o in nb.cells[i].get("outputs", []))
-            for i in cells}

@@ -5,8 +5,8 @@ answers written other valid ways, thresholds and the calibration record); the te
 for every assignment, so that chapter 14's assignment is checked the day its folder appears:
 - its source notebook is well formed (release checks, points, hidden tests in every graded cell,
   the cells the grader needs kept in the kernel: `WELL_FORMED` in its test module);
-- the grader proves the committed release: the solution earns every point, the untouched
-  release earns nothing, and the filled-in release runs in a plain kernel;
+- the grader proves the committed release: with the solutions filled in it earns every point
+  and every cell runs cleanly, and untouched it earns nothing;
 - it has a test module, and every graded cell is the target of at least one mutant there (a
   graded cell no mistake is shown to fail is a cell nobody knows to work).
 
@@ -68,8 +68,8 @@ def test_source_is_well_formed(name):
 
 @pytest.mark.parametrize("name", _params())
 def test_release_is_proven_by_the_grader(name):
-    # `make release-check` proves assignments/ current; here the grader proves the solution earns
-    # every point, the untouched release none, and the filled-in release runs in a plain kernel
+    # `make release-check` proves assignments/ current; here the grader proves that the release with
+    # the solutions filled in earns every point with every cell clean, and the untouched release none
     release.prove_committed(ROOT, name, echo=lambda *_: None)
 
 
