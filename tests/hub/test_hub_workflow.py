@@ -24,7 +24,8 @@ import nbformat
 import pytest
 
 import hubkit
-from scenario import ASSIGNMENT, COURSE_ID, DATA_SETS, INSTRUCTOR, KERNEL_GROUP, STUDENTS, WATCH_INTERVAL
+from scenario import (ASSIGNMENT, COURSE_ID, DATA_SETS, INSTRUCTOR, INSTRUCTOR_GROUP, KERNEL_GROUP, STUDENTS,
+                      WATCH_INTERVAL)
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
 NOTEBOOK = f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
@@ -408,6 +409,9 @@ attempt("plant a link in feedback/", os.symlink, "/etc/shadow", {str(course_fold
 attempt("list inbound/", os.listdir, {str(course_folder / 'inbound')!r})
 attempt("rename alice's submission", os.rename, {str(alice_folder)!r}, {str(alice_folder) + 'x'!r})
 attempt("remove alice's submission", os.rmdir, {str(alice_folder)!r})
+attempt("read alice's submitted notebook", open, {str(alice_folder / f'{ASSIGNMENT}.ipynb')!r})
+attempt("read alice's submission secret", open, {str(alice_folder / 'submission_secret.txt')!r})
+attempt("add a file to alice's submission", open, {str(alice_folder / 'planted.txt')!r}, "w")
 def as_a_kernel():  # the sudoers rule is the instructor's alone
     import subprocess
     if subprocess.run(["sudo", "-n", "-u", "#65534", "-g", {KERNEL_GROUP!r}, "true"], capture_output=True).returncode:
@@ -415,8 +419,13 @@ def as_a_kernel():  # the sudoers rule is the instructor's alone
 attempt("run a command as the kernels' user and group", as_a_kernel)
 """)
     assert seen and all(v.startswith("refused") for v in seen.values()), seen
-    assert len(seen) == 11, seen
+    assert len(seen) == 14, seen
     assert alice_folder.is_dir() and course_folder.is_dir() and not course_folder.is_symlink()
+    # the course's submit step (autograder/hub_submit.py): alice's and the instructors' group's only
+    instructors = grp.getgrnam(INSTRUCTOR_GROUP).gr_gid
+    for path in [alice_folder, *alice_folder.rglob("*")]:
+        st = os.lstat(path)
+        assert st.st_gid == instructors and not st.st_mode & 0o007, (path, oct(st.st_mode), st.st_gid)
 
 
 def _wait_rejected(course, key: str) -> str:
