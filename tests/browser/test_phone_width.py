@@ -1,7 +1,7 @@
 """The built book on a phone: 390 CSS pixels wide, touch screen, the theme's mobile layout.
 
 No page may scroll sideways (a wide element must scroll inside itself, as code blocks do),
-and chapter 1's explorers must be usable by touch: they open on the worked examples,
+no plot may shrink its labels below legibility, and chapter 1's explorers must be usable by touch: they open on the worked examples,
 every control fits the screen, slider tracks are long enough to aim at and handles are
 at least 24 px (the WCAG 2.2 minimum target size), and a tap on a track moves the slider
 and changes the view.
@@ -18,6 +18,25 @@ pytestmark = pytest.mark.browser
 WIDTH = PHONE_VIEWPORT[0]
 MIN_TARGET = 24      # px, WCAG 2.2 "target size (minimum)"
 MIN_TRACK = 150      # px: a slider track a thumb can aim along (it was 3 px)
+LABEL_PT = 10        # matplotlib's default size of tick labels, axis labels and legends
+MIN_LABEL_PX = 9     # px on the phone's screen: what a 10 pt label may shrink to at most
+
+
+def _png_dpi(path) -> float:
+    """The resolution matplotlib wrote into a PNG (its pHYs chunk), 100 where there is none."""
+    import struct
+
+    data = path.read_bytes()
+    at = 8
+    while at + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"pHYs":
+            per_unit, _, unit = struct.unpack(">IIB", data[at + 8:at + 17])
+            return per_unit * 0.0254 if unit == 1 else 100.0
+        if kind == b"IDAT":
+            break
+        at += 12 + size
+    return 100.0
 
 
 @pytest.mark.parametrize("doc", toc_pages())
@@ -34,9 +53,22 @@ def test_page_does_not_scroll_sideways_at_phone_width(site, phone_session, doc):
           if (getComputedStyle(a).overflowX !== 'visible' && a.getBoundingClientRect().right <= W + 1) return false; }
         return true; }).slice(0, 5).map(e => e.tagName + '.' + e.className + ': ' + (e.textContent || '').slice(0, 60))""",
                              WIDTH)
+    # every plot of the page as the phone shows it: (file, drawn width, width on the screen)
+    page.wait_for_function("() => [...document.querySelectorAll('main div.cell_output img')].every(i => i.complete)",
+                           timeout=15_000)
+    plots = page.evaluate("""() => [...document.querySelectorAll('main div.cell_output img')]
+        .map(i => [new URL(i.currentSrc).pathname, i.naturalWidth, i.getBoundingClientRect().width])""")
     page.close()
     assert widths[0] <= widths[1] <= WIDTH, f"{doc} scrolls sideways: {widths}; sticking out: {culprits}"
     assert not visit.console_errors and not visit.outside_requests, visit
+    small = []
+    for src, drawn, shown in plots:
+        path = site / src.lstrip("/")   # the server's root is the site's
+        dpi = _png_dpi(path) if path.suffix == ".png" and path.is_file() else 100.0
+        label = LABEL_PT / 72 * dpi * shown / max(drawn, 1)   # CSS px of a 10 pt label
+        if label < MIN_LABEL_PX:
+            small.append(f"{path.name}: {drawn} px drawn, {shown:.0f} px shown, labels {label:.1f} px")
+    assert not small, f"{doc}: plots whose labels are too small to read on a phone: {small}"
 
 
 def _explorer_pages() -> list[str]:
