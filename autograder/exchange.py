@@ -25,8 +25,8 @@ release_feedback`), and releases a page into the exchange under the name nbgrade
     autograder collect ASSIGNMENT [--course-dir .] [--exchange ROOT --course-id ID]
     autograder release-feedback ASSIGNMENT --output _grading [--course-dir .]
 
-Submissions are student-controlled files read by the instructor (or by root, in
-`autograder watch`), so:
+Submissions are student-controlled files read by the instructor (by hand, or through
+`autograder watch`, which runs as the instructor's account on the course's hub), so:
 - each inbound entry is judged on its own: an odd name or an unreadable time refuses that
   entry (`Refusal`), never the listing;
 - a submission's time is the service's (when `watch` first saw it) or the folder's ctime
