@@ -135,9 +135,10 @@ def _build(tmp: Path, wheel_dir: Path, site: str, hub: str) -> Path:
     shutil.copy(ROOT / "book" / "_ext" / "launch_links.py", book / "_ext")
     shutil.copytree(ROOT / "book" / "_ext" / "static", book / "_ext" / "static")
     shutil.copy(ROOT / "pyproject.toml", book)  # the version the wheel must carry
-    shutil.copytree(ROOT / "dlcourse", book / "dlcourse", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("dlcourse", "autograder"):  # what the wheel carries, compared with this "checkout"
+        shutil.copytree(ROOT / package, book / package, ignore=shutil.ignore_patterns("__pycache__"))
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config.update({"title": "launch test", "only_build_toc_files": True, "exclude_patterns": ["dlcourse/*"],
+    config.update({"title": "launch test", "only_build_toc_files": True, "exclude_patterns": ["dlcourse/*", "autograder/*"],
                    "execute": {"execute_notebooks": "off"}, "publish": {"site": site}})
     config["launch_buttons"]["jupyterhub_url"] = hub
     config["sphinx"] = {"local_extensions": {"launch_links": "_ext"}}
