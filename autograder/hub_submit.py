@@ -53,10 +53,10 @@ class PrivateSubmit(ExchangeSubmit):
             os.rename(os.path.join(staging, name), os.path.join(dest, name))
         os.rmdir(staging)
 
-    def set_perms(self, dest, fileperms, dirperms):
-        if not dest.startswith(self.inbound_path + os.sep) or not self._in_instructors_group(dest):
-            return super().set_perms(dest, fileperms, dirperms)
-        super().set_perms(dest, FILE_MODE, FOLDER_MODE)
+    def set_perms(self, dest, fileperms, dirperms):  # nbgrader calls it for the inbound folder only
+        if self._in_instructors_group(dest):
+            fileperms, dirperms = FILE_MODE, FOLDER_MODE
+        super().set_perms(dest, fileperms, dirperms)
 
     def copy_files(self):
         old = os.umask(0o027)  # what the copy creates is closed to others from the start

@@ -121,13 +121,12 @@ def generate(root: pathlib.Path, assignment: str, out_dir: pathlib.Path) -> path
     return dest
 
 
-def _grade(source_nb: pathlib.Path, submitted, released_nb: pathlib.Path, timeout: int):
+def _grade(source_nb: pathlib.Path, submitted: nbformat.NotebookNode, released_nb: pathlib.Path, timeout: int):
     from autograder.grade import grade_here
 
     source = nbformat.read(source_nb, as_version=4)
     release = nbformat.read(released_nb, as_version=4)
-    return grade_here(source, submitted if submitted is not None else source, release,
-                      assignment=source_nb.parent.name, cell_timeout=timeout)
+    return grade_here(source, submitted, release, assignment=source_nb.parent.name, cell_timeout=timeout)
 
 
 def prove_solution_passes(source_nb: pathlib.Path, released_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> None:

@@ -678,6 +678,9 @@ class SandboxKernelManager(AsyncKernelManager):
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", str(self.sandbox_workdir / "kernel.json"),
                 "--HistoryManager.enabled=False", "--IPKernelApp.parent_handle=1"]
         prefix = prlimit_prefix(self.sandbox_limits, self.sandbox_ram_disk)
+        # made once: passed to Popen (`_async_launch_kernel`) and, after sudo, on the command line
+        self.sandbox_env = kernel_env(self.sandbox_threads, self.sandbox_workdir, self.sandbox_library,
+                                      self.sandbox_level)
         if self.sandbox_level.startswith("bwrap"):
             # (not at "rlimits-only": there the launcher already runs as uid 65534, which
             # cannot join a cgroup, and RLIMIT_NPROC binds it)
@@ -688,8 +691,8 @@ class SandboxKernelManager(AsyncKernelManager):
                     self.sandbox_cgroup = None  # RLIMIT_NPROC only, as process_cap() reports
             if self.sandbox_cgroup is not None:
                 prefix = self.sandbox_cgroup.prefix() + prefix
-            env = kernel_env(self.sandbox_threads, self.sandbox_workdir, self.sandbox_library, self.sandbox_level)
-            prefix += bwrap_prefix(self.sandbox_workdir, self.sandbox_level, self.sandbox_hide, self.sandbox_library, env)
+            prefix += bwrap_prefix(self.sandbox_workdir, self.sandbox_level, self.sandbox_hide, self.sandbox_library,
+                                   self.sandbox_env)
         return prefix + argv
 
     def log_tail(self, limit: int = 2000) -> str:
@@ -712,7 +715,7 @@ class SandboxKernelManager(AsyncKernelManager):
             self.sandbox_cgroup = None
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        kw["env"] = kernel_env(self.sandbox_threads, self.sandbox_workdir, self.sandbox_library, self.sandbox_level)
+        kw["env"] = self.sandbox_env
         kw["cwd"] = str(self.sandbox_workdir)
         # the kernel's own console output (ipykernel's internal errors, C-level prints) is the
         # student's: keep it out of the instructor's terminal, in a file the grader may quote

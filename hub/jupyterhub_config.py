@@ -276,6 +276,8 @@ if WATCH:
         # happens to be the hub's working folder
         "cwd": "/",
         "environment": {"DLCOURSE_THREADS": "1", "PYTHONUNBUFFERED": "1", "DLCOURSE_DATA_DIR": str(DATA),
-                        "DLCOURSE_KERNEL_GROUP": setting("DLCOURSE_KERNEL_GROUP", "dlcourse-kernels"),
-                        "HOME": WATCH_ACCOUNT.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin"},
+                        "HOME": WATCH_ACCOUNT.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin",
+                        # unset: the sandbox's default, dlcourse-kernels
+                        **({"DLCOURSE_KERNEL_GROUP": os.environ["DLCOURSE_KERNEL_GROUP"]}
+                           if os.environ.get("DLCOURSE_KERNEL_GROUP") else {})},
     }]

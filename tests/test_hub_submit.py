@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 GROUP = 65534  # any group this account is not in stands for the instructors' group
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs a group this account is not in (root makes it)")
 
 
 def _exchange(tmp_path: Path, setgid: bool) -> tuple[Path, Path]:
@@ -45,17 +46,17 @@ def _submit(root: Path, work: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def _submission(root: Path) -> Path:
-    (folder,) = list((root / "course" / "inbound").iterdir())
-    return folder
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs a group this account is not in (root makes it)")
-def test_a_submission_is_closed_to_everyone_but_its_student_and_the_instructors(tmp_path):
-    root, work = _exchange(tmp_path, setgid=True)
+def _submitted(tmp_path: Path, setgid: bool) -> tuple[Path, str]:
+    """(the submission folder in inbound/, what `nbgrader submit` logged)."""
+    root, work = _exchange(tmp_path, setgid)
     done = _submit(root, work)
     assert done.returncode == 0, done.stderr
-    folder = _submission(root)
+    (folder,) = list((root / "course" / "inbound").iterdir())
+    return folder, done.stderr
+
+
+def test_a_submission_is_closed_to_everyone_but_its_student_and_the_instructors(tmp_path):
+    folder, _ = _submitted(tmp_path, setgid=True)
     paths = [folder, *folder.rglob("*")]
     assert {p.name for p in paths} >= {"a.ipynb", "submission_secret.txt", "timestamp.txt"}
     for p in paths:
@@ -65,12 +66,8 @@ def test_a_submission_is_closed_to_everyone_but_its_student_and_the_instructors(
         assert stat.S_IMODE(st.st_mode) & 0o777 == (0o770 if p.is_dir() else 0o640), (p, oct(st.st_mode))
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs a group this account is not in (root makes it)")
 def test_without_a_setgid_inbound_the_submission_keeps_nbgraders_modes_and_says_why(tmp_path):
-    root, work = _exchange(tmp_path, setgid=False)
-    done = _submit(root, work)
-    assert done.returncode == 0, done.stderr
-    folder = _submission(root)
+    folder, log = _submitted(tmp_path, setgid=False)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o777  # nbgrader's, so that the instructor can read it
     assert stat.S_IMODE((folder / "a.ipynb").stat().st_mode) == 0o644
-    assert "is not setgid in the instructors' group" in done.stderr
+    assert "is not setgid in the instructors' group" in log

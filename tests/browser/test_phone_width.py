@@ -1,8 +1,8 @@
 """The built book on a phone: 390 CSS pixels wide, touch screen, the theme's mobile layout.
 
 No page may scroll sideways (a wide element must scroll inside itself, as code blocks do),
-no plot may shrink its labels below legibility, and chapter 1's explorers must be usable by touch: they open on the worked examples,
-every control fits the screen, slider tracks are long enough to aim at and handles are
+no plot may shrink its labels below legibility, and chapter 1's explorers must be usable by
+touch: they open on the worked examples, every control fits the screen, slider tracks are long enough to aim at and handles are
 at least 24 px (the WCAG 2.2 minimum target size), and a tap on a track moves the slider
 and changes the view.
 """
