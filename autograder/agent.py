@@ -147,13 +147,35 @@ class Agent:
                 "callable": callable(target)}
 
     def op_grad(self, target, args, kwargs=None, wrt=(0,), grad_output=None):
-        """Autograd through target(*args): gradients of (output * grad_output).sum() w.r.t. args[wrt]."""
-        args = [a.detach().clone().requires_grad_(True) if i in wrt else a for i, a in enumerate(args)]
+        """Autograd through target(*args): gradients of sum(output_k * grad_output_k) w.r.t. args[wrt].
+
+        The output is a tensor or a tuple of tensors and tuples (a recurrent layer's (out, (h, c)));
+        its tensors, in order, are weighted by the tensors of `grad_output` (a list; ones if None)."""
+        def leaf(a):   # a tensor, or a tuple of tensors (an LSTM's state (h, c)), made leaves
+            if isinstance(a, (tuple, list)):
+                return tuple(leaf(v) for v in a)
+            return a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) else a
+
+        args = [leaf(a) if i in wrt else a for i, a in enumerate(args)]
         out = target(*args, **(kwargs or {}))
-        weight = torch.ones_like(out) if grad_output is None else grad_output
-        inputs = [args[i] for i in wrt]
-        grads = torch.autograd.grad((out * weight).sum(), inputs, allow_unused=True)
-        return {"output": out, "grads": list(grads)}
+        outputs = _tensors_of(out)
+        if not outputs:
+            raise TypeError(f"the call returned {type(out).__name__}, not a tensor or a tuple of tensors")
+        weights = [torch.ones_like(o) for o in outputs] if grad_output is None else \
+            ([grad_output] if isinstance(grad_output, torch.Tensor) else list(grad_output))
+        if len(weights) != len(outputs):
+            raise TypeError(f"the call returned {len(outputs)} tensors where {len(weights)} were expected")
+        total = sum((o * w).sum() for o, w in zip(outputs, weights) if o.requires_grad)
+        inputs = [_tensors_of(args[i]) for i in wrt]     # one list per argument: a tuple's tensors
+        flat = [t for ts in inputs for t in ts]
+        if not isinstance(total, torch.Tensor):
+            raise RuntimeError("nothing the call returned is connected to autograd's graph (was it detached?)")
+        flat_grads = list(torch.autograd.grad(total, flat, allow_unused=True))
+        grads, k = [], 0
+        for i, ts in zip(wrt, inputs):   # a tensor argument gets a tensor, a tuple argument a tuple
+            part, k = flat_grads[k:k + len(ts)], k + len(ts)
+            grads.append(part[0] if isinstance(args[i], torch.Tensor) else tuple(part))
+        return {"output": out, "grads": grads}
 
     def op_trace(self, target, args, names, kwargs=None):
         """Run a module, recording the output shape of each named submodule."""
@@ -243,6 +265,15 @@ class _Recorder:
         for mode in reversed(self.modes):
             mode.__exit__(*exc)
         return False
+
+
+def _tensors_of(value, depth: int = 0) -> list:
+    """The tensors of a tensor or a (nested, up to three levels) tuple or list, in order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)) and depth < 3:
+        return [t for v in value for t in _tensors_of(v, depth + 1)]
+    return []
 
 
 SNAPSHOT_BYTES = 16 << 20  # arguments up to this size are also compared by value after the call

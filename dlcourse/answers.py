@@ -31,6 +31,8 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "a07-batchnorm": ("dlcourse.norm",),
     "a08-resnet": ("dlcourse.models.resnet",),
     "a09-densenet": ("dlcourse.models.densenet",),
+    # the cells and layers, the text pipeline (clipping, training) and perplexity
+    "a10-rnn": ("dlcourse.models.rnn", "dlcourse.text", "dlcourse.metrics"),
 }
 
 # The grader's own process sets this so that its reference code stays importable.

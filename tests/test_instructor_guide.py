@@ -16,12 +16,16 @@ def _assignments(text: str) -> dict[str, tuple[str, str, str, str]]:
     return {m[1]: (m[2], m[3].strip(), m[4].strip(), m[5].strip()) for m in ROW.finditer(text)}
 
 
-def _glyph_target(nb) -> str:
-    """The grader's target on its own task (`_GLYPH_TARGET` in the hidden convergence test)."""
+def _grader_target(nb) -> str:
+    """The grader's target on its own task: `_GLYPH_TARGET` (an accuracy) or `_PPL_RATIO` (a
+    perplexity as a fraction of the unigram model's) in the hidden convergence test."""
     for cell in nb.cells:
         if checks.nbgrader_meta(cell).get("grade_id") == "test_convergence":
             m = re.search(r"^_GLYPH_TARGET = ([0-9.]+)", cell.source, re.M)
-            return f"{float(m[1]):.2f}" if m else "-"
+            if m:
+                return f"{float(m[1]):.2f}"
+            m = re.search(r"^_PPL_RATIO = ([0-9.]+)", cell.source, re.M)
+            return f"perplexity at most {float(m[1]):g} of the unigram model's" if m else "-"
     return "-"
 
 
@@ -38,6 +42,8 @@ def _settings(source: str, condition: str) -> dict[str, str]:
 def _target(settings: dict[str, str]) -> str:
     if not settings:
         return "-"
+    if "STEPS" in settings:   # a language model: a perplexity after a number of updates
+        return f"perplexity {float(settings['TARGET']):.1f} after {settings['STEPS']} updates"
     return f"{float(settings['TARGET']):.2f} after {settings['EPOCHS']} epochs"
 
 
@@ -51,11 +57,14 @@ def test_every_assignment_is_listed_with_its_points_and_targets():
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not checks.is_graded_test(c))
         online = _settings(code, "if cfg.fast:")
         offline = {**online, **_settings(code, 'if splits.source == "digits" and cfg.fast:')} if online else {}
-        glyph = _glyph_target(nb)
-        assert rows[name] == (str(points), _target(online), _target(offline), glyph), name
-        if glyph != "-":  # the notebook tells the student the target its hidden test uses
-            intro = re.sub(r"\s+", " ", nb.cells[0].source)
-            assert f"at least {round(float(glyph) * 100)}% of them must be classified correctly" in intro, name
+        grader = _grader_target(nb)
+        assert rows[name] == (str(points), _target(online), _target(offline), grader), name
+        intro = re.sub(r"\s+", " ", nb.cells[0].source)
+        if grader.startswith("perplexity"):   # the notebook tells the student the target its hidden test uses
+            ratio = re.search(r"at most ([0-9.]+) of", grader)[1]
+            assert f"It must be at most {ratio} times the perplexity of the unigram model" in intro, name
+        elif grader != "-":
+            assert f"at least {round(float(grader) * 100)}% of them must be classified correctly" in intro, name
 
 
 def test_the_table_parser_reads_a_row():
@@ -63,3 +72,5 @@ def test_the_table_parser_reads_a_row():
     assert _assignments(text) == {"a99-x": ("25", "0.93 after 3 epochs", "-", "0.90")}
     code = 'if cfg.fast:   # note\n    LIMIT, EPOCHS, TARGET = 4000, 3, 0.93\n'
     assert _target(_settings(code, "if cfg.fast:")) == "0.93 after 3 epochs"
+    code = 'if cfg.fast:\n    HIDDEN, STEPS, TARGET = 64, 200, 7.0\n'
+    assert _target(_settings(code, "if cfg.fast:")) == "perplexity 7.0 after 200 updates"
