@@ -109,10 +109,20 @@ NOT_DETACHED = {
         "",
         "test_convergence", "backward through the graph a second time"),
 }
+# weights that know another text earn nothing: a train_lm that trains on the notebook's own Time
+# Machine (the kernel's train_ids) whatever text it is given brings the grader a model of English,
+# which predicts the grader's text worse than its unigram model does
+ELSEWHERE = {
+    "trained_on_the_notebooks_text": (
+        "        for x, y in sequence_batches(ids, batch_size, seq_len, seed=seed + epoch, sequential=True):\n",
+        "        for x, y in sequence_batches(train_ids, batch_size, seq_len, seed=seed + epoch, sequential=True):\n",
+        "test_convergence", "above 0.6 times the unigram model's"),
+}
 GROUPS = {
     "gates-clip-perplexity-layers": (GATES_CLIP_PERPLEXITY_LAYERS, {"test_bidirectional"}),
     "order-sigmoid-reset": (ORDER_SIGMOID_RESET, set()),
     "cell-unroll-detach": ({**CELL_UNROLL, **NOT_DETACHED}, {"test_bidirectional"}),
+    "elsewhere": (ELSEWHERE, set()),
 }
 
 
