@@ -102,6 +102,7 @@ LOOKUPS = {
 }
 
 
+@pytest.mark.mutation
 @pytest.mark.slow
 @pytest.mark.xdist_group("a01")
 @pytest.mark.parametrize("mutants", [MISTAKES, SHORTCUTS, AUTOGRAD, LOOKUPS], ids=["mistakes", "shortcuts", "autograd", "lookups"])

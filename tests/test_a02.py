@@ -63,6 +63,7 @@ LIBRARY_MUTANTS = {
 }
 
 
+@pytest.mark.mutation
 @pytest.mark.parametrize("mutants", [MUTANTS, LIBRARY_MUTANTS], ids=["mistakes", "library-and-eval"])
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants):
     failed = run_mutated(SOURCE, tmp_path, mutants)

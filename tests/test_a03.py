@@ -74,6 +74,7 @@ MAY_ALSO_FAIL = {"test_convergence", "test_lenet5_agreement"}
 
 @pytest.mark.parametrize("mutants", [STRUCTURE_MUTANTS, POOLING_MUTANTS, TRAINING_MUTANTS],
                          ids=["structure-eval-tables", "pooling-and-c3", "training"])
+@pytest.mark.mutation
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants):
     messages = {}
     failed = run_mutated(SOURCE, tmp_path, mutants, messages)

@@ -129,6 +129,7 @@ MAY_ALSO_FAIL = {"test_lrn_deck_table", "test_convergence"}
                                      GROUPED_CONV3_NO_DROPOUT, RESTORE_MEAN],
                          ids=["alpha-padding-ceil-eval", "window-groups-zfpad-zerograd", "library-order-trainmode",
                               "conv3-dropout", "restore-mean"])
+@pytest.mark.mutation
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants):
     messages = {}
     failed = run_mutated(SOURCE, tmp_path, mutants, messages)

@@ -129,6 +129,7 @@ MAY_ALSO_FAIL_CLASSIFIER = MAY_ALSO_FAIL | {"test_small_vgg", "test_layer_table"
     (DROPOUT_PROBABILITY, MAY_ALSO_FAIL)],
     ids=["b-for-c-hooks-stride-zerograd", "lrn-pad1x1-relu-biases-evalmode", "d-for-c-dropout-total-mode-mean",
          "one-hidden-layer", "dropout-probability"])
+@pytest.mark.mutation
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants, may_also_fail):
     messages = {}
     failed = run_mutated(SOURCE, tmp_path, mutants, messages)
@@ -260,6 +261,7 @@ MESSAGE_POOLING = {
 }
 
 
+@pytest.mark.mutation
 def test_failure_messages_name_the_first_difference(tmp_path):
     messages = {}
     failed = run_mutated(SOURCE, tmp_path, MESSAGE_POOLING, messages)

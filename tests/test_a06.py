@@ -132,6 +132,7 @@ MAY_ALSO_FAIL_POOL = MAY_ALSO_FAIL | {"test_inception_macs"}
     (REDUCE_COST_MEAN, MAY_ALSO_FAIL)],
     ids=["relu-order-kernel-weight-zerograd", "reduce-pool-heads-auxoutput", "bias-counter-auxweight",
          "pool-projection", "reducecost-mean"])
+@pytest.mark.mutation
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, mutants, may_also_fail):
     failed = run_mutated(SOURCE, tmp_path, mutants)
     assert_each_mutant_caught(failed, mutants, may_also_fail)
@@ -307,6 +308,7 @@ MESSAGE_WIDTH = {
 }
 
 
+@pytest.mark.mutation
 @pytest.mark.parametrize("mutants", [MESSAGE_CONCAT_NIN, MESSAGE_WIDTH], ids=["concat-nin", "width"])
 def test_failure_messages_name_the_first_difference(tmp_path, mutants):
     messages = {}

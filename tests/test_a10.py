@@ -126,6 +126,7 @@ GROUPS = {
 }
 
 
+@pytest.mark.mutation
 @pytest.mark.parametrize("group", list(GROUPS))
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, group):
     mutants, may_also_fail = GROUPS[group]
