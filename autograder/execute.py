@@ -46,6 +46,7 @@ from autograder.sandbox import (HARD_WALL_FACTOR, WALL_FACTOR, Limits, directory
 AGENT_SOURCE = (Path(__file__).parent / "agent.py").read_text()
 WIRE_SOURCE = (Path(__file__).parent / "wire.py").read_text()
 KERNEL_ONLY_TAG = "kernel-only"
+BOOTSTRAP_TIMEOUT = 120  # seconds for a new kernel to load the grader's agent (the grader's time, not the student's)
 STUDENT_CELL_KEY = "autograder-student-cell"
 
 
@@ -405,10 +406,16 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
             if watch is not None:
                 watch.start()
             cpu.start()
-            # the agent first, before any student code: nothing depends on it staying intact
-            channel.deadline = time.monotonic() + 120
+            # the agent first, before any student code: nothing depends on it staying intact. Its
+            # time is the grader's, not the student's: it gets its own limit, never the cell limit
+            # (importing torch in a new kernel on a loaded machine can take longer than a cell may)
+            channel.deadline = time.monotonic() + BOOTSTRAP_TIMEOUT
+            client.timeout = BOOTSTRAP_TIMEOUT
             msg_id = client.kc.execute(_bootstrap(channel.folder), silent=True, store_history=False)
-            client.wait_for_reply(msg_id)
+            try:
+                client.wait_for_reply(msg_id, nbformat.v4.new_code_cell("# the grader's agent"))
+            except CellTimeoutError:
+                raise RuntimeError(f"the kernel did not load the grader's agent within {BOOTSTRAP_TIMEOUT} s") from None
             if prestart:
                 spares.prestart(workdir.parent, limits=limits, level=level, hide=hide, threads=threads, library=library)
             for idx, cell in enumerate(nb.cells):

@@ -96,6 +96,14 @@ def digest(*parts: bytes) -> str:
 
 
 # ---------------------------------------------------------------- the worker side
+def _where(exc: BaseException, frames: int = 4) -> str:
+    """Where a grader error was raised: its innermost frames as "file:line in function"."""
+    import traceback
+
+    tb = traceback.extract_tb(exc.__traceback__)[-frames:]
+    return "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in reversed(tb)) or "no traceback"
+
+
 def grade_job(job: dict) -> dict:
     """Grade one submission (steps 1-4). Runs in a worker; returns a JSON-able dict.
 
@@ -109,7 +117,7 @@ def grade_job(job: dict) -> dict:
         return _sanitized({"student": job["student"], "hash": job["hash"], "isolation": job["level"], "flags": [], "grader_error": True,
                 "secret_seed": job.get("secret_seed", 0),
                 "diagnostics": [{"cell": "-", "severity": "error",
-                                 "message": f"grader error, needs a human: {type(exc).__name__}: {exc}"}],
+                                 "message": f"grader error, needs a human: {type(exc).__name__}: {exc} ({_where(exc)})"}],
                 "tests": [{"grade_id": c.metadata.nbgrader["grade_id"], "points": float(c.metadata.nbgrader.get("points", 0)),
                            "score": 0.0, "status": "not run", "message": "not run: grader error"}
                           for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")],

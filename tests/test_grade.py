@@ -90,7 +90,7 @@ def batch(tmp_path_factory):
 def test_scenario_scored_and_diagnosed(batch, name):
     entry = journal(batch["out"])[name]
     _, expected, clue, flagged = SCENARIOS[name]
-    assert sum(t["score"] for t in entry["tests"]) == expected, entry
+    assert sum(t["score"] for t in entry["tests"]) == expected, (entry.get("grader_error"), entry["diagnostics"], entry)
     text = json.dumps(entry["diagnostics"] + entry["flags"] + [t["message"] for t in entry["tests"]])
     if clue and clue != "tamper":
         assert clue in text, entry

@@ -390,3 +390,21 @@ def test_release_feedback_hands_the_pages_to_nbgraders_exchange(options_batch, t
     page = exchange_root / "course" / "feedback" / feedback_name(secret, "fix")
     assert page.is_file(), sorted(p.name for p in (exchange_root / "course").rglob("*"))
     assert "feedback for correct" in page.read_text() and "Score: <b>5 / 5</b>" in page.read_text()
+
+
+def test_loading_the_grader_into_a_kernel_is_not_the_students_time(monkeypatch):
+    """Before any cell, a new kernel loads the grader's agent; on a loaded machine that took longer
+    than a cell's limit, and the cell limit applied to it, so a CI run once turned hostile-batch
+    gradings into grader errors. The loading is the grader's time: here it really takes 4 s in a
+    real kernel (a pause added in front of the agent's code) against a 2 s cell limit, and a
+    correct submission still gets every point, with no grader error."""
+    from autograder import execute
+    from autograder.grade import grade_here
+
+    slow = execute._bootstrap
+    monkeypatch.setattr(execute, "_bootstrap", lambda folder: "import time\ntime.sleep(4)\n" + slow(folder))
+    source = nbformat.read(FIXTURE / "solutions" / "fix" / "fix.ipynb", as_version=4)
+    release = nbformat.read(FIXTURE / "assignments" / "fix" / "fix.ipynb", as_version=4)
+    ex = grade_here(source, fill(release), release, assignment="fix", cell_timeout=2)
+    assert not ex.grader_error, ex.diagnostics
+    assert sum(t.score for t in ex.tests) == 5, [(t.grade_id, t.message) for t in ex.tests]
