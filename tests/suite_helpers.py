@@ -73,6 +73,16 @@ def require_data(names: Iterable[str]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- loopback HTTP server
+class NotFound(http.server.BaseHTTPRequestHandler):
+    """Answers 404 to everything: with LoopbackServer, a network on which no download works
+    (the server still records every path asked for)."""
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.send_error(404)
+
+    do_HEAD = do_GET
+
+
 class LoopbackServer:
     """A real ``http.server.ThreadingHTTPServer`` on 127.0.0.1 at a free port, in a thread.
 

@@ -23,14 +23,13 @@ worst 0.436, mean 0.4165 against _PPL_RATIO = 0.6 (a margin of 0.164). Weights t
 on The Time Machine, score a perplexity of about 740 on such a text, far above its unigram
 model's 28 (tests/test_sequences.py).
 """
-import http.server
 import pathlib
 import re
 
 import pytest
 
 from mutation_helpers import assert_each_mutant_caught, run_mutated
-from suite_helpers import LoopbackServer
+from suite_helpers import LoopbackServer, NotFound
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "a10-rnn"
@@ -320,12 +319,6 @@ def test_other_valid_answers_keep_full_marks(tmp_path):
     assert not any(failed.values()), {gid: messages[gid] for gid, err in failed.items() if err}
 
 
-class _NotFound(http.server.BaseHTTPRequestHandler):
-    """Answers 404 to everything: a network on which no download works."""
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        self.send_error(404)
-
 
 def test_the_released_notebook_runs_offline_on_the_stand_in_and_says_so(tmp_path, monkeypatch):
     """A student with neither network, mirror nor cache: the released notebook, answered with the
@@ -338,7 +331,7 @@ def test_the_released_notebook_runs_offline_on_the_stand_in_and_says_so(tmp_path
     source, release, _ = load_assignment(ROOT, NAME)
     answers = solution_answers(source)
     nb = fill_release(release, answers, set(answers))
-    with LoopbackServer(handler=_NotFound) as server:
+    with LoopbackServer(handler=NotFound) as server:
         for key, value in {"DLCOURSE_DATA_MIRROR": str(tmp_path / "no-mirror"), "DLCOURSE_DATA_DIR": str(tmp_path),
                            "DLCOURSE_DATA_URL": server.url, "DLCOURSE_THREADS": "1", "OMP_NUM_THREADS": "1",
                            "DLCOURSE_PROGRESS": "0"}.items():

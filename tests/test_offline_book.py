@@ -12,7 +12,6 @@ tests of this module (module-scoped fixture).
 """
 from __future__ import annotations
 
-import http.server
 import pathlib
 import re
 import time
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 import nbformat
 import pytest
 
-from suite_helpers import LoopbackServer
+from suite_helpers import LoopbackServer, NotFound
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("offline-book")]
 
@@ -29,14 +28,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.relative_to(ROOT).as_posix() for c in ("01-convolution", "02-building-blocks", "03-lenet")
                    for p in (ROOT / "book" / c).glob("*.ipynb")) + ["book/10-rnn/char-lm.ipynb"]
 
-
-class _NotFound(http.server.BaseHTTPRequestHandler):
-    """Answers 404 to everything (a network on which no download works; the server records the paths)."""
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        self.send_error(404)
-
-    do_HEAD = do_GET
 
 
 @dataclass
@@ -67,7 +58,7 @@ def offline_runs(tmp_path_factory) -> dict[str, Run]:
     (tmp / "cache").mkdir()
     (tmp / "tmp").mkdir()
     runs = {}
-    with LoopbackServer(handler=_NotFound) as server, pytest.MonkeyPatch.context() as mp:
+    with LoopbackServer(handler=NotFound) as server, pytest.MonkeyPatch.context() as mp:
         env = {"DLCOURSE_DATA_MIRROR": str(tmp / "no-mirror"), "DLCOURSE_DATA_DIR": str(tmp / "cache"),
                "TMPDIR": str(tmp / "tmp"), "DLCOURSE_DATA_URL": server.url,
                "DLCOURSE_THREADS": "1", "OMP_NUM_THREADS": "1", "DLCOURSE_PROGRESS": "0"}
