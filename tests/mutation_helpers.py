@@ -94,6 +94,16 @@ def assert_each_mutant_caught(failed: dict[str, bool], mutants: dict, may_also_f
             assert not err, f"{gid} failed although no mutant targets it"
 
 
+def grade_group(source: pathlib.Path, tmp_path: pathlib.Path, group: tuple[dict, set]) -> dict[str, str]:
+    """Grade one group `(mutants, cells a sibling may also fail)` and check each mutant caught by
+    its own cell; returns each graded cell's message, for checks of what the student reads."""
+    mutants, may_also_fail = group
+    messages: dict[str, str] = {}
+    failed = run_mutated(source, tmp_path, mutants, messages)
+    assert_each_mutant_caught(failed, mutants, may_also_fail, messages)
+    return messages
+
+
 def assert_source_well_formed(source: pathlib.Path, points: int = 25, kernel_only: tuple[str, ...] = ()) -> None:
     """The solution notebook passes the release checks, is worth `points`, hides tests in every
     graded cell, and keeps the named cells (data, helpers the grader calls) in the kernel."""

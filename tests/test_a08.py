@@ -32,7 +32,7 @@ import pathlib
 
 import pytest
 
-from mutation_helpers import assert_each_mutant_caught, run_mutated
+from mutation_helpers import grade_group, run_mutated
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "a08-resnet"
@@ -123,10 +123,8 @@ GROUPS = {
 @pytest.mark.mutation
 @pytest.mark.parametrize("group", list(GROUPS))
 def test_wrong_solutions_fail_their_graded_cell(tmp_path, group):
-    mutants, may_also_fail = GROUPS[group]
-    messages = {}
-    failed = run_mutated(SOURCE, tmp_path, mutants, messages)
-    assert_each_mutant_caught(failed, mutants, may_also_fail, messages)
+    mutants = GROUPS[group][0]
+    messages = grade_group(SOURCE, tmp_path, GROUPS[group])
     # messages that name the first thing that differs, in the student's own module names (issue 16)
     if "shortcut_after_relu" in mutants:
         assert "each part of your BasicBlock computes what it should from its own input" in messages["test_basic_block"], \
