@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from autograder.results import load
+from autograder.results import load, with_human_scores
 
 # A cell that starts with one of these is a formula to Excel, LibreOffice and Google Sheets
 # (CSV injection): a student named "=HYPERLINK(...)" must arrive as text.
@@ -56,6 +56,20 @@ def read_roster(path: Path, match: str) -> dict[str, dict[str, str]]:
     return {r[match].strip(): r for r in rows if r.get(match, "").strip()}
 
 
+def penalty(entry: dict) -> float:
+    """The late penalty, taken on the whole score (written answers included)."""
+    return float((entry.get("late") or {}).get("penalty", 0.0))
+
+
+def sync_penalties(gb, meta: dict, entries: dict) -> None:
+    """nbgrader's gradebook keeps the penalty taken on the whole score, so that its own views
+    (formgrader, `nbgrader export`) agree with ours after a human graded the written answers."""
+    for student, e in entries.items():
+        if (e.get("late") or {}).get("policy_spec"):
+            gb.find_submission_notebook(meta["notebook"], meta["assignment"], student).late_submission_penalty = penalty(e)
+    gb.db.commit()
+
+
 def rows_for(fmt: str, gb, meta: dict, entries: dict, roster: dict | None, match: str) -> list[list[str]]:
     """The CSV's rows (header first) in format `fmt`, from the gradebook."""
     assignment, notebook = meta["assignment"], meta["notebook"]
@@ -69,9 +83,9 @@ def rows_for(fmt: str, gb, meta: dict, entries: dict, roster: dict | None, match
         rows = [["student", *cells, "total", "max", "late_penalty", "final", "flagged"]]
         for student in entries:
             got = scores(student)
-            penalty = (entries[student].get("late") or {}).get("penalty", 0.0)
-            rows.append([student, *[f"{s:g}" for s in got], f"{sum(got):g}", f"{sum(maxes):g}", f"{penalty:g}",
-                         f"{max(0.0, sum(got) - penalty):g}",
+            taken = penalty(entries[student])
+            rows.append([student, *[f"{s:g}" for s in got], f"{sum(got):g}", f"{sum(maxes):g}", f"{taken:g}",
+                         f"{max(0.0, sum(got) - taken):g}",
                          "grader error" if entries[student].get("grader_error") else
                          "yes" if entries[student]["flags"] else ""])
         return rows
@@ -80,13 +94,12 @@ def rows_for(fmt: str, gb, meta: dict, entries: dict, roster: dict | None, match
         a = gb.find_assignment(assignment)
         for student in entries:
             st, sub = gb.find_student(student), gb.find_submission(assignment, student)
-            penalty = sub.late_submission_penalty or 0.0
+            taken = penalty(entries[student])
             rows.append([assignment, _text(a.duedate), _text(sub.timestamp), student, _text(st.last_name),
-                         _text(st.first_name), _text(st.email), str(sub.score), str(penalty),
-                         str(max(0.0, sub.score - penalty)), str(a.max_score)])
+                         _text(st.first_name), _text(st.email), str(sub.score), str(taken),
+                         str(max(0.0, sub.score - taken)), str(a.max_score)])
         return rows
-    total = {s: gb.find_submission(assignment, s).score - (gb.find_submission(assignment, s).late_submission_penalty or 0.0)
-             for s in entries}
+    total = {s: gb.find_submission(assignment, s).score - penalty(entries[s]) for s in entries}
     if fmt == "canvas":
         rows = [[*CANVAS_IDS, assignment], ["Points Possible", "", "", "", "", f"{sum(maxes):g}"]]
         for student in entries:
@@ -108,11 +121,13 @@ def run(args) -> int:
     from autograder.gradebook import GradeWriter
 
     meta, entries = load(Path(args.output))
+    entries = with_human_scores(meta, entries)  # penalties taken again with the written answers' scores
     fmt = getattr(args, "format", "questions")
     match = getattr(args, "match", "SIS Login ID")
     roster = read_roster(args.roster, match) if getattr(args, "roster", None) else None
     writer = GradeWriter(meta["db_url"], Path(args.output) / "journal.jsonl")
     try:
+        sync_penalties(writer.gb, meta, entries)
         rows = rows_for(fmt, writer.gb, meta, entries, roster, match)
     finally:
         writer.close()

@@ -13,7 +13,7 @@ import html
 import re
 from pathlib import Path
 
-from autograder.results import load
+from autograder.results import AWAITING, GRADED_BY_HAND, NOT_ANSWERED, load, manual_as_tests, with_human_scores
 
 
 # How much a feedback page says (`--detail`), for instructors who release feedback while
@@ -33,12 +33,15 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; li
 h1 { font-size: 1.5rem; margin: .2rem 0 .6rem; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
 .score { font-size: 1.2rem; } a { color: #0a7d91; }
 .q { border: 1px solid #d0d7de; border-left-width: 6px; border-radius: 6px; padding: .5rem .8rem; margin: .6rem 0; }
-.q.passed { border-left-color: #2e7d32; } .q.failed, .q.not-run, .q.tampered { border-left-color: #c62828; }
+.q.passed, .q.graded-by-hand { border-left-color: #2e7d32; } .q.awaiting-grading { border-left-color: #b08800; } .q.failed, .q.not-run, .q.tampered { border-left-color: #c62828; }
 .q h3 { font-size: 1rem; margin: 0; } .q .meta { color: #555; font-size: .9rem; }
 .q code, .msg { overflow-wrap: anywhere; word-break: break-word; }
 .msg { white-space: pre-wrap; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .85rem;
        background: #f6f8fa; padding: .4rem .6rem; border-radius: 4px; margin: .4rem 0 0; }
 """
+MANUAL_NOTE = {NOT_ANSWERED: "Left as the notebook gave it: no points.",
+               AWAITING: "A written answer: your instructor grades it by hand.",
+               GRADED_BY_HAND: "Graded by your instructor."}
 _CELL_REF = re.compile(r"^(\S+) \(cell \d+\) ")
 
 
@@ -64,15 +67,16 @@ def page(assignment: str, e: dict, detail: str = "full", questions: dict | None 
     esc = html.escape
     questions = questions or {}
     order = {g: q.number for g, q in questions.items()}
-    tests = sorted(e["tests"], key=lambda t: order.get(t["grade_id"], 1000))
+    tests = sorted(manual_as_tests(e), key=lambda t: order.get(t["grade_id"], 1000))
     got, total = sum(t["score"] for t in tests), sum(t["points"] for t in tests)
+    awaiting = sum(t["points"] for t in tests if t["status"] == AWAITING)
     late = e.get("late") or {}
     late_line = ""
     if late.get("late_seconds", 0) > 0:
         hours = late["late_seconds"] / 3600
         late_line = (f"<p class='late'>Submitted {hours:.1f} hours after the due date ({esc(late['due'])}"
                      f"{', your extension' if late.get('extension') else ''}). Late policy: {esc(late.get('policy', ''))}: "
-                     f"{late.get('penalty', 0):g} points taken from the {got:g} the tests gave.</p>")
+                     f"{late.get('penalty', 0):g} points taken from the {got:g} earned.</p>")
         got = max(0.0, got - late.get("penalty", 0.0))
     elif late.get("due"):
         late_line = f"<p>Due {esc(late['due'])}{' (your extension)' if late.get('extension') else ''}: on time.</p>"
@@ -82,11 +86,15 @@ def page(assignment: str, e: dict, detail: str = "full", questions: dict | None 
         title = esc(q.label) if q else f"Question {i}"
         status = t["status"].replace(" ", "-")
         message = f"<div class='msg'>{esc(t['message'])}</div>" if detail == "full" and t["message"] else ""
+        if t.get("manual"):  # a written answer: your instructor's score, or not yet
+            message = f"<div class='msg'>{MANUAL_NOTE[t['status']]}</div>"
+        shown = "\u2013" if t["status"] == AWAITING else f"{t['score']:g}"
         cards.append(f"<div class='q {esc(status)}'><h3>{title}</h3><div class='meta'>{esc(t['status'])} \u00b7 "
-                     f"{t['score']:g} / {t['points']:g} points \u00b7 <code>{esc(t['grade_id'])}</code></div>{message}</div>")
+                     f"{shown} / {t['points']:g} points \u00b7 <code>{esc(t['grade_id'])}</code></div>{message}</div>")
     if detail == "scores":
-        passed = sum(t["status"] == "passed" for t in tests)
-        cards = [f"<p>{passed} of {len(tests)} tests passed</p>"]
+        auto = [t for t in tests if not t.get("manual")]
+        passed = sum(t["status"] == "passed" for t in auto)
+        cards = [f"<p>{passed} of {len(auto)} tests passed</p>"]
     notes = "".join(f"<li>{esc(_note(d['message'], solution_titles or {}))}</li>" for d in e["diagnostics"])
     # what the grader marked for a human (computed lookups, patched libraries, ...): the
     # student is told, since it does not change the score by itself but an instructor will look
@@ -97,7 +105,10 @@ def page(assignment: str, e: dict, detail: str = "full", questions: dict | None 
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{esc(assignment)}: {esc(e['student'])}</title><style>{STYLE}</style></head><body>"
             f"<h1>{esc(assignment)}: feedback for {esc(e['student'])}</h1>"
-            f"<p class='score'>Score: <b>{got:g} / {total:g}</b></p>{late_line}{link}" + "".join(cards)
+            f"<p class='score'>Score: <b>{got:g} / {total:g}</b></p>"
+            + (f"<p class='awaiting'>{awaiting:g} of the points are for written answers your instructor has not "
+               f"graded yet; this page is written again when they have.</p>" if awaiting else "")
+            + f"{late_line}{link}" + "".join(cards)
             + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
             + (f"<h2>Marked for your instructor's review</h2><p>These do not change the score by themselves; "
                f"your instructor will read the code they point at.</p><ul>{review}</ul>" if review else "")
@@ -137,6 +148,7 @@ def run(args) -> int:
     from autograder.questions import load as load_questions
 
     meta, entries = load(Path(args.output))
+    entries = with_human_scores(meta, entries)  # the written answers as humans graded them
     root = Path(meta.get("root", "."))
     qs, url = load_questions(root, meta["assignment"]), _book_url(root, meta["assignment"])
     titles = _solution_titles(root, meta["assignment"])

@@ -16,6 +16,7 @@ return plain dictionaries. Step 5 runs here, as results arrive.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import nbformat
 
+from autograder import manual
+from autograder import notebook_checks as checks
 from autograder.restore import SubmissionError, read_regular_file, read_submission, restore
 from autograder.sandbox import Limits, disk_quota, isolation, process_cap
 
@@ -85,7 +88,7 @@ def test_digests(source_text: str) -> dict[str, str]:
     questions a change to the assignment touched."""
     nb = nbformat.reads(source_text, as_version=4)
     return {c.metadata.nbgrader["grade_id"]: hashlib.sha256(c.source.encode()).hexdigest()[:16]
-            for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+            for c in nb.cells if checks.is_graded_test(c)}
 
 
 def digest(*parts: bytes) -> str:
@@ -118,9 +121,8 @@ def grade_job(job: dict) -> dict:
                 "secret_seed": job.get("secret_seed", 0),
                 "diagnostics": [{"cell": "-", "severity": "error",
                                  "message": f"grader error, needs a human: {type(exc).__name__}: {exc} ({_where(exc)})"}],
-                "tests": [{"grade_id": c.metadata.nbgrader["grade_id"], "points": float(c.metadata.nbgrader.get("points", 0)),
-                           "score": 0.0, "status": "not run", "message": "not run: grader error"}
-                          for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")],
+                "tests": [{"grade_id": g, "points": p, "score": 0.0, "status": "not run", "message": "not run: grader error"}
+                          for g, p in checks.graded_tests(source)],
                 "seconds": 0.0})
 
 
@@ -246,14 +248,15 @@ def _grade_job(job: dict) -> dict:
                                       "message": f"submitted as {job['found_as']!r}; graded as student {job['student']!r}"})
     source = nbformat.reads(job["source"], as_version=4)
     release = nbformat.reads(job["release"], as_version=4) if job.get("release") else None
-    graded_cells = [(c.metadata.nbgrader["grade_id"], float(c.metadata.nbgrader.get("points", 0)))
-                    for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    graded_cells = checks.graded_tests(source)
     try:
         submitted = read_submission(Path(job["path"]))
     except SubmissionError as exc:
         result["diagnostics"].append({"cell": "-", "message": str(exc), "severity": "error"})
         result["tests"] = [{"grade_id": g, "points": p, "score": 0.0, "status": "not run",
                             "message": "not run: the notebook could not be read"} for g, p in graded_cells]
+        result["manual"] = [{"grade_id": g, "points": p, "answered": False, "digest": ""}
+                            for g, p, _ in manual.manual_cells(source)]
         result["seconds"] = time.monotonic() - t0
         return result
     prefetch_data(source)
@@ -268,6 +271,8 @@ def _grade_job(job: dict) -> dict:
     if ex.grader_error:
         result["grader_error"] = True
     result["notebook"] = nbformat.writes(ex.notebook)
+    # the written answers a human grades: answered or not, and a digest to notice a changed one
+    result["manual"] = manual.answers(source, ex.notebook, release)
     result["seconds"] = time.monotonic() - t0
     result["requests"] = ex.requests
     return result
@@ -378,12 +383,12 @@ def run(args) -> int:
     # each submission's lateness, judged on the exchange service's time (timestamp.txt)
     late = {j["student"]: due.judge(args.assignment, j["student"], dl.submission_time(Path(j["path"])))
             for j in jobs} if due else {}
-    db_url = args.db or f"sqlite:///{output / 'gradebook.db'}"
+    formgrader = getattr(args, "formgrader", False)
+    # with --formgrader the grades go where nbgrader's formgrader reads them: the course's gradebook
+    db_url = args.db or f"sqlite:///{(root if formgrader else output) / 'gradebook.db'}"
     writer = GradeWriter(db_url, output / "journal.jsonl")
     source = nbformat.read(info["source"], as_version=4)
-    writer.register_assignment(args.assignment, info["notebook"],
-                               [(c.metadata.nbgrader["grade_id"], float(c.metadata.nbgrader.get("points", 0)))
-                                for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")])
+    writer.register_assignment(args.assignment, info["notebook"], checks.graded_tests(source), manual.manual_cells(source))
     done = writer.done()
     def current(j):  # graded before, unchanged, and not a grader failure
         entry = done.get(j["student"], {})
@@ -402,14 +407,19 @@ def run(args) -> int:
                                                "memory", "disk") if hasattr(args, k)}
     (output / "meta.json").write_text(json.dumps({"assignment": args.assignment, "notebook": info["notebook"],
                                                   "db_url": db_url, "isolation": level, "root": str(root),
+                                                  "formgrader": formgrader,
                                                   "settings": settings, "tests": test_digests(Path(info["source"]).read_text())}, indent=1))
     def with_penalty(res: dict) -> dict:
         """`res` with this submission's lateness and the policy's penalty (journal and gradebook)."""
         judged = dict(late.get(res["student"], {}))
         if judged:
-            score, points = sum(t["score"] for t in res["tests"]), sum(t["points"] for t in res["tests"])
+            # on the autograded score for now; feedback, report and export take it again on the
+            # whole score once a human has graded the written answers (results.with_human_scores)
+            score = sum(t["score"] for t in res["tests"])
+            points = sum(t["points"] for t in res["tests"]) + sum(m["points"] for m in res.get("manual", []))
             judged["penalty"] = round(due.policy.penalty(judged["late_seconds"], score, points), 6)
             judged["policy"] = due.policy.describe()
+            judged["policy_spec"] = dataclasses.asdict(due.policy)
         res = dict(res)
         res.pop("late", None)
         return {**res, "late": judged} if judged else res
@@ -427,6 +437,8 @@ def run(args) -> int:
             d = output / "autograded" / res["student"]
             d.mkdir(parents=True, exist_ok=True)
             (d / f"{info['notebook']}.ipynb").write_text(nb_text)
+            if formgrader:
+                put_for_formgrader(root, args.assignment, res["student"], info["notebook"], nb_text)
         writer.write(args.assignment, info["notebook"], res)
         results.append(res)
     final = writer.done()
@@ -434,6 +446,20 @@ def run(args) -> int:
     _summary(final, [j["student"] for j in jobs])
     print(f"autograder: results in {output} (gradebook {db_url})", file=sys.stderr)
     return 0
+
+
+def put_for_formgrader(root: Path, assignment: str, student: str, notebook: str, nb_text: str) -> None:
+    """The student's graded notebook, made safe to show (`manual.review_copy`), at nbgrader's
+    ROOT/autograded/STUDENT/ASSIGNMENT/NOTEBOOK.ipynb, where the formgrader's manual grading
+    page reads it. Written without following a link on any component."""
+    from autograder import safefs
+
+    review = manual.review_copy(nbformat.reads(nb_text, as_version=4))
+    fd = safefs.make_dirs(root, "autograded", student, assignment, mode=0o700)
+    try:
+        safefs.write_file(fd, f"{notebook}.ipynb", nbformat.writes(review), mode=0o600)
+    finally:
+        os.close(fd)
 
 
 def _dispatch(jobs: list[dict], args):
@@ -501,6 +527,9 @@ def register(subparsers) -> None:
     p.add_argument("--root", default=".", help="course root holding solutions/ and assignments/ (default .)")
     p.add_argument("--db", help="SQLAlchemy URL of the gradebook (default sqlite in the output folder)")
     p.add_argument("--force", action="store_true", help="regrade submissions that are unchanged and already graded")
+    p.add_argument("--formgrader", action="store_true",
+                   help="for manually graded answers: grade into the course's gradebook (ROOT/gradebook.db unless --db) "
+                        "and put each graded notebook where nbgrader's formgrader shows it (ROOT/autograded/)")
     p.add_argument("--deadlines", help="course file of due dates, extensions and the late policy "
                                        "(default ROOT/deadlines.yml when it exists; see autograder.deadlines)")
     p.add_argument("--replay", nargs="+", metavar="STUDENT",

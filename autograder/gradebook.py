@@ -33,14 +33,24 @@ class GradeWriter:
         os.environ["PATH"] = path_with_interpreter_bin()
         self.gb = Gradebook(db_url)
 
-    def register_assignment(self, assignment: str, notebook: str, graded: list[tuple[str, float]]) -> None:
+    def register_assignment(self, assignment: str, notebook: str, graded: list[tuple[str, float]],
+                            manual: list[tuple[str, float, str]] = ()) -> None:
+        """The assignment's graded cells: autograded tests (locked code) and manually graded
+        answers (a student's Markdown or code, scored by a human in the formgrader)."""
         self.gb.update_or_create_assignment(assignment)
         self.gb.update_or_create_notebook(notebook, assignment)
-        for grade_id, points in graded:
-            self.gb.update_or_create_grade_cell(grade_id, notebook, assignment, max_score=points, cell_type="code")
+        cells = [(g, p, "code", True) for g, p in graded] + [(g, p, kind, False) for g, p, kind in manual]
+        for grade_id, points, kind, locked in cells:
+            self.gb.update_or_create_grade_cell(grade_id, notebook, assignment, max_score=points, cell_type=kind)
             # nbgrader's schema pairs every grade cell with a source cell
-            self.gb.update_or_create_source_cell(grade_id, notebook, assignment, cell_type="code", locked=True,
+            self.gb.update_or_create_source_cell(grade_id, notebook, assignment, cell_type=kind, locked=locked,
                                                  source="", checksum=None)
+
+    def _previous(self, student: str) -> dict:
+        """The student's journal entry before this write ({} when there is none)."""
+        if not hasattr(self, "_done"):
+            self._done = self.done()
+        return self._done.get(student, {})
 
     def done(self) -> dict[str, dict]:
         """Latest journal entry per student."""
@@ -66,6 +76,17 @@ class GradeWriter:
             grade.auto_score = test["score"]
             # a grader error is no score of the student's: a human grades it (or the next run does)
             grade.needs_manual_grade = test["status"] == "tampered" or bool(result.get("grader_error"))
+        before = {m["grade_id"]: m.get("digest") for m in (self._previous(student).get("manual") or [])}
+        for answer in result.get("manual", []):
+            grade = self.gb.find_grade(answer["grade_id"], notebook, assignment, student)
+            if not answer["answered"]:
+                # left as the release gave it: 0, and nothing for a human to read (as nbgrader does)
+                grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0.0, None, False
+            else:
+                grade.auto_score = None
+                # a human's score stays; a new or changed answer goes back to the human
+                if grade.manual_score is None or before.get(answer["grade_id"]) != answer["digest"]:
+                    grade.needs_manual_grade = True
         late = result.get("late") or {}
         if late:
             import datetime as dt
@@ -84,6 +105,8 @@ class GradeWriter:
             fh.write(("\n" if torn else "") + json.dumps(result) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        if hasattr(self, "_done"):
+            self._done[student] = result
 
     def close(self) -> None:
         self.gb.close()

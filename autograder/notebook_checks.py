@@ -42,6 +42,19 @@ def is_graded_test(cell) -> bool:
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
+def is_manual_answer(cell) -> bool:
+    """A cell a human grades: graded and a solution (nbgrader's "manually graded answer"),
+    Markdown (a written answer) or code (e.g. a plot). The autograder scores no part of it."""
+    meta = nbgrader_meta(cell)
+    return bool(meta.get("grade")) and bool(meta.get("solution"))
+
+
+def graded_tests(nb) -> list[tuple[str, float]]:
+    """(grade_id, points) of each autograded test cell, in the notebook's order."""
+    return [(nbgrader_meta(c)["grade_id"], float(nbgrader_meta(c).get("points", 0) or 0))
+            for c in nb.cells if is_graded_test(c)]
+
+
 def validate_source(path: pathlib.Path) -> list[str]:
     """Return the problems of a source (solution) notebook; empty when it is well formed.
 

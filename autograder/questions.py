@@ -34,7 +34,7 @@ class Question:
 def _plain(heading: str) -> str:
     """A heading's text without Markdown emphasis, code marks, a leading "1." or a trailing "(5 points)"."""
     text = re.sub(r"[*_`]", "", heading)
-    text = re.sub(r"\s*\(\d+(\.\d+)? points?\)\s*$", "", text)   # the points are shown beside it
+    text = re.sub(r"\s*\(\d+(\.\d+)? points?(, [^)]*)?\)\s*$", "", text)   # the points are shown beside it
     return re.sub(r"^\d+[.)]\s+", "", text).strip()
 
 
@@ -43,7 +43,13 @@ def questions(source: nbformat.NotebookNode) -> dict[str, Question]:
     found: dict[str, Question] = {}
     heading, under = "", 0
     for cell in source.cells:
-        if cell.cell_type == "markdown":
+        if checks.is_manual_answer(cell):  # a written answer: a question, and no heading of its own
+            meta = checks.nbgrader_meta(cell)
+            under += 1
+            title = heading or meta["grade_id"]
+            found[meta["grade_id"]] = Question(meta["grade_id"], len(found) + 1, title if under == 1 else f"{title} ({under})",
+                                               float(meta.get("points", 0) or 0))
+        elif cell.cell_type == "markdown":
             for line in cell.source.splitlines():
                 m = HEADING.match(line)
                 if m:

@@ -66,7 +66,9 @@ def run(args) -> int:
     old_meta, old = _snapshot(output)
     cmd = [sys.executable, "-m", "autograder", "grade", args.assignment, args.submissions, "--output", str(output),
            "--root", args.root, "--workers", str(args.workers)] + (["--force"] if args.force else []) \
-        + (["--quiet"] if args.quiet else [])
+        + (["--quiet"] if args.quiet else []) \
+        + (["--db", old_meta["db_url"]] if old_meta.get("db_url") else []) \
+        + (["--formgrader"] if old_meta.get("formgrader") else [])  # the same gradebook, humans' scores kept
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
         print(f"autograder regrade: grading failed (exit {proc.returncode}); no audit written", file=sys.stderr)

@@ -22,7 +22,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from autograder.results import load
+from autograder.results import AWAITING, GRADED_BY_HAND, NOT_ANSWERED, load, manual_as_tests, with_human_scores
 
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d[\d,]*(\.\d+)?(e[-+]?\d+)?%?")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
@@ -38,10 +38,19 @@ def mistake(message: str) -> str:
 def summarise(entries: dict[str, dict], questions: dict) -> dict:
     """The report's numbers, computed once for both renderings."""
     order = {g: q.number for g, q in questions.items()}
+    # the written answers among the tests, as graded by hand so far (results.with_human_scores)
+    entries = {s: {**e, "tests": manual_as_tests(e)} for s, e in entries.items()}
     gids = sorted({t["grade_id"] for e in entries.values() for t in e["tests"]}, key=lambda g: (order.get(g, 1000), g))
-    per_q = []
+    per_q, written = [], []
     for gid in gids:
         results = [t for e in entries.values() for t in e["tests"] if t["grade_id"] == gid]
+        if results and results[0].get("manual"):
+            q = questions.get(gid)
+            written.append({"label": q.label if q else gid, "grade_id": gid,
+                            **{k: sum(t["status"] == k for t in results) for k in (GRADED_BY_HAND, AWAITING, NOT_ANSWERED)}})
+            # a written answer "passes" when a human gave it every point
+            results = [{**t, "status": "passed" if t["status"] == GRADED_BY_HAND and t["score"] >= t["points"] else t["status"]}
+                       for t in results]
         failures = Counter(mistake(t["message"]) for t in results if t["status"] != "passed" and t["message"])
         q = questions.get(gid)
         per_q.append({"grade_id": gid, "label": q.label if q else gid, "points": results[0]["points"] if results else 0,
@@ -50,7 +59,7 @@ def summarise(entries: dict[str, dict], questions: dict) -> dict:
                       "common": failures.most_common(3)})
     totals = [sum(t["score"] for t in e["tests"]) for e in entries.values()]
     seconds = sorted(((e.get("seconds", 0.0), s) for s, e in entries.items()), reverse=True)
-    return {"questions": per_q, "totals": totals,
+    return {"questions": per_q, "totals": totals, "written": written,
             "top": max((sum(t["points"] for t in e["tests"]) for e in entries.values()), default=0),
             "seconds": seconds,
             "flagged": {s: e["flags"] for s, e in entries.items() if e.get("flags")},
@@ -103,6 +112,10 @@ def markdown(meta: dict, summary: dict) -> str:
     for q in summary["questions"]:
         lines.append(f"| {md(q['label'])} (`{q['grade_id']}`) | {q['points']:g} | {q['passed']}/{q['n']} "
                      f"({100 * q['passed'] / max(1, q['n']):.0f}%) | {q['mean']:.2f} |")
+    if summary.get("written"):
+        lines += ["", "## Written answers (graded by hand in the formgrader)", ""]
+        lines += [f"- {md(w['label'])}: {w[GRADED_BY_HAND]} graded, {w[AWAITING]} awaiting grading, "
+                  f"{w[NOT_ANSWERED]} not answered" for w in summary["written"]]
     lines += ["", "## Most common failures", ""]
     for q in summary["questions"]:
         if q["common"]:
@@ -138,6 +151,9 @@ def page(meta: dict, summary: dict) -> str:
     timing = (f"median {statistics.median(s for s, _ in secs):.1f} s; slowest: "
               + ", ".join(f"{e(st)} {s:.1f} s" for s, st in secs[:3])) if secs else "no notebooks"
     flagged = "".join(f"<li>{e(s)}: {e('; '.join(f))}</li>" for s, f in summary["flagged"].items()) or "<li>none</li>"
+    written = ("<h2>Written answers (graded by hand in the formgrader)</h2><ul>" + "".join(
+        f"<li>{e(w['label'])}: {w[GRADED_BY_HAND]} graded, {w[AWAITING]} awaiting grading, {w[NOT_ANSWERED]} not answered</li>"
+        for w in summary["written"]) + "</ul>") if summary.get("written") else ""
     errors = "".join(f"<li>{e(s)}: {e(m)}</li>" for s, m in summary["errors"]) or "<li>none</li>"
     settings = ", ".join(f"{e(str(k))} {e(str(v))}" for k, v in meta.get("settings", {}).items()) or "not recorded"
     audit = ""
@@ -158,6 +174,7 @@ img {{ max-width: 100%; }} code {{ overflow-wrap: anywhere; }}</style></head><bo
 <h2>Scores</h2><p>{score}</p><img src="scores.png" alt="histogram of scores">
 <h2>Questions</h2><table><tr><th>question</th><th>points</th><th>pass rate</th><th>mean points</th></tr>{rows}</table>
 <img src="questions.png" alt="pass rate per question">
+{written}
 <h2>Most common failures</h2><ul>{common}</ul>
 <h2>Time per notebook</h2><p>{timing}</p>
 <h2>Needs a human (suspected tampering)</h2><ul>{flagged}</ul>
@@ -171,6 +188,7 @@ def run(args) -> int:
     from autograder.questions import load as load_questions
 
     meta, entries = load(Path(args.output))
+    entries = with_human_scores(meta, entries)
     out = Path(args.output)
     summary = summarise(entries, load_questions(meta.get("root", "."), meta["assignment"]))
     latest = out / "audit" / "latest.json"

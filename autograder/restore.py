@@ -172,7 +172,7 @@ def restore(source_nb: nbformat.NotebookNode, submitted: nbformat.NotebookNode,
                 new.source = source_of(release_by_id[gid]) if gid in release_by_id else STUB
                 diags.append(Diagnostic(gid, f"solution cell {gid!r} is missing from the submission; graded as unanswered",
                                         severity="error"))
-        if meta.get("grade") and gid and cell.cell_type == "code":
+        if meta.get("grade") and not meta.get("solution") and gid and cell.cell_type == "code":
             if gid not in seen:
                 diags.append(Diagnostic(gid, f"graded cell {gid!r} was deleted; the instructor's copy was restored"))
             graded.append(GradedCell(gid, float(meta.get("points", 0) or 0), len(cells)))

@@ -1,5 +1,6 @@
 """The instructor guide's table of assignments says what the solution notebooks say: every
-assignment is listed, with its points and the fast profile's training targets."""
+assignment is listed, with its points (autograded, plus those graded by hand) and the fast
+profile's training targets."""
 import pathlib
 import re
 
@@ -9,7 +10,7 @@ from autograder import notebook_checks as checks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "book" / "guides" / "instructor.md"
-ROW = re.compile(r"^\| `(a\d\d-[a-z0-9-]+)` \| [^|]+ \| (\d+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", re.M)
+ROW = re.compile(r"^\| `(a\d\d-[a-z0-9-]+)` \| [^|]+ \| (\d+(?: \+ \d+ by hand)?) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", re.M)
 
 
 def _assignments(text: str) -> dict[str, tuple[str, str, str, str]]:
@@ -54,6 +55,8 @@ def test_every_assignment_is_listed_with_its_points_and_targets():
     for name in names:
         nb = nbformat.read(ROOT / "solutions" / name / f"{name}.ipynb", as_version=4)
         points = sum(checks.nbgrader_meta(c).get("points", 0) for c in nb.cells if checks.is_graded_test(c))
+        by_hand = sum(checks.nbgrader_meta(c).get("points", 0) for c in nb.cells if checks.is_manual_answer(c))
+        points = f"{points} + {by_hand} by hand" if by_hand else points
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not checks.is_graded_test(c))
         online = _settings(code, "if cfg.fast:")
         offline = {**online, **_settings(code, 'if splits.source == "digits" and cfg.fast:')} if online else {}
@@ -70,6 +73,8 @@ def test_every_assignment_is_listed_with_its_points_and_targets():
 def test_the_table_parser_reads_a_row():
     text = "| `a99-x` | 9 X | 25 | 0.93 after 3 epochs | - | 0.90 |"
     assert _assignments(text) == {"a99-x": ("25", "0.93 after 3 epochs", "-", "0.90")}
+    text = "| `a99-x` | 9 X | 25 + 2 by hand | 0.93 after 3 epochs | - | 0.90 |"
+    assert _assignments(text) == {"a99-x": ("25 + 2 by hand", "0.93 after 3 epochs", "-", "0.90")}
     code = 'if cfg.fast:   # note\n    LIMIT, EPOCHS, TARGET = 4000, 3, 0.93\n'
     assert _target(_settings(code, "if cfg.fast:")) == "0.93 after 3 epochs"
     code = 'if cfg.fast:\n    HIDDEN, STEPS, TARGET = 64, 200, 7.0\n'
