@@ -467,7 +467,7 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                     _pin_instructor_names(ns, channel, cell, pinned)
                 err = _error_message(cell)
                 if err:
-                    diags.append({"cell": _label(cell, idx), "severity": "warning",
+                    diags.append({"cell": _label(cell, idx), "severity": "warning", "section": _section(nb, idx),
                                   "message": f"{_label(cell, idx)} (cell {idx}) raised {err}"})
                 if role == "both":
                     try:
@@ -521,6 +521,19 @@ def _pin_instructor_names(ns: GraderNamespace, channel: KernelChannel, cell, wan
         except Exception:  # noqa: BLE001 - not defined (the cell failed): the test will say so
             if channel.dead:
                 return
+
+
+def _section(nb, idx: int) -> str:
+    """The heading the student sees above cell `idx` (the notebook's instructor headings), or ""."""
+    from autograder.questions import HEADING, _plain
+
+    for cell in reversed(nb.cells[:idx]):
+        if cell.cell_type == "markdown" and not nbgrader_meta(cell).get("solution"):
+            for line in reversed(cell.source.splitlines()):
+                m = HEADING.match(line)
+                if m:
+                    return _plain(m.group(1))
+    return ""
 
 
 def _label(cell, idx: int) -> str:

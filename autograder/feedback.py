@@ -42,20 +42,26 @@ h1 { font-size: 1.5rem; margin: .2rem 0 .6rem; } h2 { font-size: 1.15rem; margin
 MANUAL_NOTE = {NOT_ANSWERED: "Left as the notebook gave it: no points.",
                AWAITING: "A written answer: your instructor grades it by hand.",
                GRADED_BY_HAND: "Graded by your instructor."}
-_CELL_REF = re.compile(r"^(\S+) \(cell \d+\) ")
+# how the grader names the cell a note is about: "cell 'conv2d_naive' (cell 21) raised ...",
+# "your added cell 12 (cell 12) ...", "cell 30 (cell 30) ..." (an instructor cell without an id)
+_CELL_REF = re.compile(r"^(?:cell '(?P<gid>[^']+)'|(?P<added>your added cell) \d+|cell \d+|(?P<bare>[^\s(]+)) \(cell \d+\) ")
 
 
-def _note(message: str, titles: dict[str, str]) -> str:
+def _note(d: dict, titles: dict[str, str]) -> str:
     """A diagnostic as the student can place it: the section of their notebook, not a cell index."""
+    message = d["message"]
     m = _CELL_REF.match(message)
     if not m:
         return message
-    label, rest = m.group(1), message[m.end():]
-    if label in titles:
-        return f"your code in \u201c{titles[label]}\u201d ({label}) {rest}"
-    if label.startswith("cell") or label == "-":
-        return f"a cell you added {rest}"
-    return f"{label} {rest}"
+    rest, gid = message[m.end():], m.group("gid") or m.group("bare")
+    where = f" under \u201c{d['section']}\u201d" if d.get("section") else ""
+    if gid in titles:
+        return f"your code in \u201c{titles[gid]}\u201d ({gid}) {rest}"
+    if m.group("added"):
+        return f"a cell you added{where} {rest}"
+    if gid:
+        return f"the notebook's cell {gid}{where} {rest}"
+    return f"a cell of the notebook{where} (not one you write) {rest}"
 
 
 def page(assignment: str, e: dict, detail: str = "full", questions: dict | None = None,
@@ -87,7 +93,7 @@ def page(assignment: str, e: dict, detail: str = "full", questions: dict | None 
         status = t["status"].replace(" ", "-")
         message = f"<div class='msg'>{esc(t['message'])}</div>" if detail == "full" and t["message"] else ""
         if t.get("manual"):  # a written answer: your instructor's score, or not yet
-            message = f"<div class='msg'>{MANUAL_NOTE[t['status']]}</div>"
+            message = f"<div class='note'>{MANUAL_NOTE[t['status']]}</div>"
         shown = "\u2013" if t["status"] == AWAITING else f"{t['score']:g}"
         cards.append(f"<div class='q {esc(status)}'><h3>{title}</h3><div class='meta'>{esc(t['status'])} \u00b7 "
                      f"{shown} / {t['points']:g} points \u00b7 <code>{esc(t['grade_id'])}</code></div>{message}</div>")
@@ -95,7 +101,7 @@ def page(assignment: str, e: dict, detail: str = "full", questions: dict | None 
         auto = [t for t in tests if not t.get("manual")]
         passed = sum(t["status"] == "passed" for t in auto)
         cards = [f"<p>{passed} of {len(auto)} tests passed</p>"]
-    notes = "".join(f"<li>{esc(_note(d['message'], solution_titles or {}))}</li>" for d in e["diagnostics"])
+    notes = "".join(f"<li>{esc(_note(d, solution_titles or {}))}</li>" for d in e["diagnostics"])
     # what the grader marked for a human (computed lookups, patched libraries, ...): the
     # student is told, since it does not change the score by itself but an instructor will look
     review = "" if detail == "scores" else "".join(f"<li>{esc(f)}</li>" for f in e.get("flags", []))

@@ -135,6 +135,8 @@ def _sanitized(result: dict) -> dict:
     for d in result.get("diagnostics", []):
         d["message"] = clean(d.get("message", ""))
         d["cell"] = clean(d.get("cell", "-"), 200)
+        if "section" in d:
+            d["section"] = clean(d["section"], 200)
     for t in result.get("tests", []):
         t["message"] = clean(t.get("message", ""))
     result["flags"] = [clean(f) for f in result.get("flags", [])][:50]
@@ -388,7 +390,8 @@ def run(args) -> int:
     db_url = args.db or f"sqlite:///{(root if formgrader else output) / 'gradebook.db'}"
     writer = GradeWriter(db_url, output / "journal.jsonl")
     source = nbformat.read(info["source"], as_version=4)
-    writer.register_assignment(args.assignment, info["notebook"], checks.graded_tests(source), manual.manual_cells(source))
+    writer.register_assignment(args.assignment, info["notebook"], checks.graded_tests(source), manual.manual_cells(source),
+                               [checks.nbgrader_meta(c)["grade_id"] for c in source.cells if checks.nbgrader_meta(c).get("solution")])
     done = writer.done()
     def current(j):  # graded before, unchanged, and not a grader failure
         entry = done.get(j["student"], {})

@@ -34,7 +34,7 @@ class GradeWriter:
         self.gb = Gradebook(db_url)
 
     def register_assignment(self, assignment: str, notebook: str, graded: list[tuple[str, float]],
-                            manual: list[tuple[str, float, str]] = ()) -> None:
+                            manual: list[tuple[str, float, str]] = (), solutions: list[str] = ()) -> None:
         """The assignment's graded cells: autograded tests (locked code) and manually graded
         answers (a student's Markdown or code, scored by a human in the formgrader)."""
         self.gb.update_or_create_assignment(assignment)
@@ -45,6 +45,9 @@ class GradeWriter:
             # nbgrader's schema pairs every grade cell with a source cell
             self.gb.update_or_create_source_cell(grade_id, notebook, assignment, cell_type=kind, locked=locked,
                                                  source="", checksum=None)
+        # the formgrader keeps a comment per solution cell and submission (nbgrader makes them with the submission)
+        for name in solutions:
+            self.gb.update_or_create_solution_cell(name, notebook, assignment)
 
     def _previous(self, student: str) -> dict:
         """The student's journal entry before this write ({} when there is none)."""

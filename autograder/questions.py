@@ -25,6 +25,7 @@ class Question:
     number: int
     title: str
     points: float
+    manual: bool = False   # a written answer, graded by hand
 
     @property
     def label(self) -> str:
@@ -48,7 +49,7 @@ def questions(source: nbformat.NotebookNode) -> dict[str, Question]:
             under += 1
             title = heading or meta["grade_id"]
             found[meta["grade_id"]] = Question(meta["grade_id"], len(found) + 1, title if under == 1 else f"{title} ({under})",
-                                               float(meta.get("points", 0) or 0))
+                                               float(meta.get("points", 0) or 0), manual=True)
         elif cell.cell_type == "markdown":
             for line in cell.source.splitlines():
                 m = HEADING.match(line)
@@ -65,7 +66,7 @@ def questions(source: nbformat.NotebookNode) -> dict[str, Question]:
     for q in found.values():
         base = q.title.rsplit(" (", 1)[0] if q.title.endswith(")") and q.title.rsplit(" (", 1)[-1][:-1].isdigit() else q.title
         counts[base] = counts.get(base, 0) + 1
-    return {g: (Question(q.grade_id, q.number, f"{q.title} (1)", q.points) if counts.get(q.title, 0) > 1 else q)
+    return {g: (Question(q.grade_id, q.number, f"{q.title} (1)", q.points, q.manual) if counts.get(q.title, 0) > 1 else q)
             for g, q in found.items()}
 
 

@@ -214,9 +214,13 @@ def test_a_small_term_end_to_end(tmp_path):
         cy = next(g for g in json.loads(fg.get(f"formgrader/api/grades?submission_id={by_student['cy']['id']}"))
                   if g["name"] == "why_relu")
         assert cy["auto_score"] == 0 and not cy["needs_manual_grade"]   # unanswered: 0, nobody has to read it
-        remaining = [n["student"] for n in json.loads(fg.get(f"formgrader/api/submitted_notebooks/{NAME}/{NAME}"))
-                     if n["needs_manual_grade"]]
-        assert remaining == []
+        after = json.loads(fg.get(f"formgrader/api/submitted_notebooks/{NAME}/{NAME}"))
+        assert [n["student"] for n in after if n["needs_manual_grade"]] == []
+        # nbgrader's own totals (before any late penalty) now hold the human's points
+        assert {n["student"]: n["score"] for n in after} == {"ada": 7.0, "bo": 4.5, "cy": 5.0, "dee": 5.5}
+        # and a comment box for each solution cell, as the formgrader's page expects
+        comments = json.loads(fg.get(f"formgrader/api/comments?submission_id={by_student['ada']['id']}"))
+        assert {c["name"] for c in comments} == {"add", "scale", "relu", "why_relu"}
     finally:
         fg.close()
 

@@ -385,3 +385,16 @@ class HubUser:
 
 def new_password() -> str:
     return secrets.token_urlsafe(12)
+
+
+# ---------------------------------------------------------------- a person in the browser
+def browser_login(browser, hub_url: str, name: str, password: str):
+    """A new browser context logged in through the hub's login form, as a person does: (context, page)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.goto(f"{hub_url}/hub/login", wait_until="load")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", password)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url(f"**/user/{name}/**", timeout=120_000)
+    return context, page

@@ -54,6 +54,18 @@ if "JUPYTERHUB_USER" not in os.environ:
 SUBMIT_ORDER = ["dlct-mallory", "dlct-alice", "dlct-bob"]
 
 
+def _written_points() -> float:
+    """The points of the assignment's written answers (graded by hand in the formgrader)."""
+    from hubkit import ROOT
+
+    source = nbformat.read(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    return sum(float(c.metadata["nbgrader"]["points"]) for c in source.cells
+               if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("solution"))
+
+
+WRITTEN = _written_points()
+
+
 def _answers() -> dict[str, str]:
     """grade_id -> the instructor's solution, from the source notebook."""
     from hubkit import ROOT
@@ -179,7 +191,7 @@ def collected_and_graded(submitted):
         "    print(done.stdout, done.stderr)\n"
         "    assert done.returncode == 0, args\n"
         f"run('collect', '{ASSIGNMENT}')\n"
-        f"run('grade', '{ASSIGNMENT}', 'submitted', '--output', '_grading', '--workers', '2', '--quiet')\n"
+        f"run('grade', '{ASSIGNMENT}', 'submitted', '--output', '_grading', '--workers', '2', '--quiet', '--formgrader')\n"
         "run('feedback', '--output', '_grading')\n"
         f"run('release-feedback', '{ASSIGNMENT}', '--output', '_grading')\n")
     course.timings["instructor: collect + grade 3 + feedback + release"] = time.monotonic() - t0
@@ -221,7 +233,9 @@ def test_watch_grades_each_submission_and_the_student_fetches_it(submitted):
     course, stamps, pages = submitted
     scores = {name: _score(page) for name, page in pages.items()}
     full = scores["dlct-alice"][1]
-    assert scores["dlct-alice"] == (full, full)
+    # every autograded point; the written answer waits for the instructor, and the page says so
+    assert scores["dlct-alice"] == (full - WRITTEN, full)
+    assert "awaiting grading" in pages["dlct-alice"] and "your instructor has not graded yet" in pages["dlct-alice"]
     assert 0 < scores["dlct-bob"][0] < full
     # hostility earns nothing: the hostile notebook scores at most what its honest twin (bob's) scores
     assert scores["dlct-mallory"][0] <= scores["dlct-bob"][0], scores
@@ -325,7 +339,7 @@ def test_instructor_collects_grades_the_submitted_folder_and_releases_feedback(c
     assert {json.loads(line)["student"] for line in journal} == set(STUDENTS), journal
     assert "staged feedback for 3 students" in log, log
     scores = {name: _score(page) for name, page in pages.items()}
-    assert scores["dlct-alice"][0] == scores["dlct-alice"][1]
+    assert scores["dlct-alice"][0] == scores["dlct-alice"][1] - WRITTEN
     assert 0 < scores["dlct-bob"][0] < scores["dlct-bob"][1]
     assert scores["dlct-mallory"][0] <= scores["dlct-bob"][0]
     assert "NotImplementedError" in pages["dlct-bob"]  # the instructor's pages say why (detail "full")
@@ -489,6 +503,68 @@ def test_a_leaked_secret_cannot_send_feedback_to_its_owner(collected_and_graded)
 
     page = (course.exchange / COURSE_ID / "feedback" / feedback_name(leaked, ASSIGNMENT)).read_text()
     assert "dlct-mallory" not in page and "queued" not in page
+
+
+def test_instructor_grades_a_written_answer_in_the_formgrader_and_the_total_follows(collected_and_graded):
+    """In headless Chromium, the instructor opens the formgrader's page of alice's submission
+    (graded with `--formgrader`), reads her written answer and types its points; the formgrader
+    saves them in the course's gradebook, and the next feedback, export and report carry them."""
+    from suite_helpers import chromium
+
+    course, _, _ = collected_and_graded
+    teacher = course.instructor
+    listed = teacher.api("GET", f"formgrader/api/submitted_notebooks/{ASSIGNMENT}/{ASSIGNMENT}").json()
+    alice = next(n for n in listed if n["student"] == "dlct-alice")
+    assert alice["needs_manual_grade"], alice
+    written = next(c for c in nbformat.read(hubkit.ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4).cells
+                   if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("solution"))
+    gid = written.metadata["nbgrader"]["grade_id"]
+    given = WRITTEN - 0.5
+    served = teacher.api("GET", f"formgrader/submissions/{alice['id']}/")
+    if served.status_code != 200:  # the instructor's server logs into the hub's log: its traceback
+        log = course.hub.log.read_text(errors="replace")
+        trace = log[log.rfind("Traceback"):]
+        raise AssertionError(f"formgrader page: {served.status_code}\n{trace[:600]}\n...\n{trace[-2500:]}")
+    assert f'id="{gid}"' in served.text, served.text[-3000:]
+    t0 = time.monotonic()
+    with chromium() as browser:
+        context, page = hubkit.browser_login(browser, course.hub.url, INSTRUCTOR, course.password)
+        try:
+            page.goto(f"{course.hub.url}/user/{INSTRUCTOR}/formgrader/submissions/{alice['id']}/", wait_until="load")
+            box = page.locator(f"input#{gid}")
+            try:
+                box.wait_for(state="visible", timeout=60_000)
+            except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError, with what the page showed
+                raise AssertionError(f"{exc}\n{page.url}\n{page.inner_text('body')[:3000]}") from None
+            assert "All of it goes to the one input" in page.inner_text("body")  # her answer (the model one)
+            box.fill(f"{given:g}")
+            box.press("Tab")  # the formgrader saves a score when its box loses focus
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                grades = teacher.api("GET", f"formgrader/api/grades?submission_id={alice['id']}").json()
+                saved = next(g for g in grades if g["name"] == gid)
+                if saved["manual_score"] is not None:
+                    break
+                time.sleep(0.5)
+        finally:
+            context.close()
+    course.timings["instructor: a written answer graded in the formgrader (browser)"] = time.monotonic() - t0
+    assert saved["manual_score"] == given and not saved["needs_manual_grade"], saved
+    log = teacher.run_python(
+        "import subprocess, sys\n"
+        "for args in (['feedback'], ['export'], ['report']):\n"
+        "    done = subprocess.run([sys.executable, '-m', 'autograder', *args, '--output', '_grading'], cwd='dlcourse',"
+        " capture_output=True, text=True)\n"
+        "    print(done.stdout, done.stderr)\n"
+        "    assert done.returncode == 0, args\n")
+    page = (course.course_dir / "_grading" / "feedback" / "dlct-alice.html").read_text()
+    got, total = _score(page)
+    assert (got, total) == (total - WRITTEN + given, total), (got, total, log)
+    assert "graded by hand" in page and "awaiting grading" not in page
+    import csv
+    rows = {r["student"]: r for r in csv.DictReader((course.course_dir / "_grading" / "grades.csv").open())}
+    assert float(rows["dlct-alice"][gid]) == given and float(rows["dlct-alice"]["final"]) == got, rows["dlct-alice"]
+    assert "1 graded, " in (course.course_dir / "_grading" / "report.md").read_text()
 
 
 def test_zz_report_timings(course, capsys):

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+import hubkit
 from scenario import ASSIGNMENT, COURSE_ID, INSTRUCTOR
 from suite_helpers import chromium
 
@@ -39,17 +40,6 @@ def released(course):
     assert r["success"] or "already exists" in r.get("error", ""), r
     course.users[STUDENT].assignment_action("fetch", COURSE_ID, ASSIGNMENT)
     return course
-
-
-def _logged_in(browser, course, name):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.goto(f"{course.hub.url}/hub/login", wait_until="load")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", course.password)
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url(f"**/user/{name}/**", timeout=120_000)
-    return context, page
 
 
 def _menu_items(page, menu: str) -> list[str] | None:
@@ -104,7 +94,7 @@ def views(released, browser):
     """What each person sees: menus, side panels and notebook toolbars, in Lab and in Notebook 7."""
     course, seen = released, {}
     for name in (STUDENT, INSTRUCTOR):
-        context, page = _logged_in(browser, course, name)
+        context, page = hubkit.browser_login(browser, course.hub.url, name, course.password)
         nb = f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb" if name == STUDENT else f"dlcourse/assignments/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
         _lab(page, course, name, nb)
         lab = {"menu": _menu_items(page, "Nbgrader"), "tabs": _tab_labels(page), "toolbar": _toolbar_text(page)}
@@ -175,7 +165,7 @@ def test_book_hub_button_pulls_the_course_and_opens_the_notebook(course, browser
     url = launch_links.launch_urls(pub, notebook)["JupyterHub"]
     assert urlsplit(url).path == "/hub/user-redirect/git-pull"
 
-    context, page = _logged_in(browser, course, STUDENT)
+    context, page = hubkit.browser_login(browser, course.hub.url, STUDENT, course.password)
     page.goto(url, wait_until="load")
     page.wait_for_url(f"**/user/{STUDENT}/lab/tree/dlcourse-site/{notebook}", timeout=120_000)
     # the visible panel: JupyterLab may also restore, hidden, the notebook this student had open before
