@@ -29,8 +29,11 @@ WELL_FORMED = dict(points=28)  # tests/test_assignments.py checks the source wit
 def test_released_notebook_has_stubs_where_the_solutions_were():
     source, released = _by_grade_id(nbformat.read(SOURCE, 4)), _by_grade_id(nbformat.read(RELEASED, 4))
     assert source.keys() == released.keys()
-    solutions = [gid for gid, c in source.items() if checks.nbgrader_meta(c).get("solution")]
+    solutions = [gid for gid, c in source.items() if checks.nbgrader_meta(c).get("solution") and c.cell_type == "code"]
     assert len(solutions) >= 6
+    # the written answer (graded by hand): nbgrader's stub in place of the model answer
+    written = [gid for gid, c in source.items() if checks.is_manual_answer(c)]
+    assert written and all(released[gid].source == "YOUR ANSWER HERE" for gid in written), written
     for gid in solutions:
         src, rel = source[gid].source, released[gid].source
         # the stub replaces each solution region ...
