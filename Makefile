@@ -78,7 +78,7 @@ book-strict: venv vendor wheel
 	  $(GUARD) after _build && exit $$status
 
 unit: venv vendor system-deps
-	$(PY) -m pytest -m "not browser and not hub and not site and not mutation" -n 2 --dist loadgroup
+	$(PY) -m pytest -m "not browser and not hub and not site and not mutation" -n 2 --dist loadgroup --durations=25
 
 # Every assignment graded with planted mistakes, each caught by the cell meant to catch it
 # (tests/test_aNN.py, tests/mutation_helpers.py). Kept out of `make test` so that it stays
