@@ -517,6 +517,10 @@ def _summary(entries: dict[str, dict], students: list[str]) -> None:
         # the note is partly the kernel's text: one line, no control characters (a carriage
         # return or an escape code must not be able to redraw this row)
         print(f"{one_line(s, 64):<24} {got:>4g}/{total:<4g}  {status:<10} {one_line(note, 90)}")
+    written = max((sum(m["points"] for m in e.get("manual") or []) for e in entries.values()), default=0)
+    if written:
+        print(f"(the scores are the autograded points; {written:g} more are for written answers, graded by hand in "
+              f"nbgrader's formgrader: grade with --formgrader, then feedback, report and export include them)")
 
 
 def register(subparsers) -> None:
