@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = ["box_area", "box_iou", "anchor_grid", "encode_boxes", "decode_boxes", "nms", "batched_nms",
@@ -104,15 +105,15 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     input order (a stable sort), so the result is deterministic.
     """
     order = torch.sort(scores, descending=True, stable=True).indices
-    iou = box_iou(boxes[order], boxes[order])                       # (N, N) in score order
-    removed = torch.zeros(len(order), dtype=torch.bool)
+    overlaps = (box_iou(boxes[order], boxes[order]) > iou_threshold).numpy()     # (N, N) in score order
+    removed = np.zeros(len(order), dtype=bool)
     keep = []
-    for i in range(len(order)):
+    for i in range(len(order)):            # NumPy in the loop: a tensor op per box would dominate
         if removed[i]:
             continue
-        keep.append(order[i])
-        removed |= iou[i] > iou_threshold
-    return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.int64)
+        keep.append(i)
+        removed |= overlaps[i]
+    return order[torch.tensor(keep, dtype=torch.int64)]
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -158,20 +159,23 @@ def roi_pool(features: torch.Tensor, rois: torch.Tensor, output_size: tuple[int,
     return out
 
 
-def _bilinear(fmap: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """fmap (C, H, W) sampled at points (P,) by bilinear interpolation: (C, P). Points more than
-    one cell outside the map give 0; within that margin they are clamped onto its border."""
-    _, height, width = fmap.shape
+def _bilinear(features: torch.Tensor, batch: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """features (N, C, H, W) sampled by bilinear interpolation at points (R, P) of the maps
+    `batch` (R,): (R, C, P). Points more than one cell outside the map give 0; within that
+    margin they are clamped onto its border."""
+    _, _, height, width = features.shape
     outside = (y < -1) | (y > height) | (x < -1) | (x > width)
     y, x = y.clamp(min=0), x.clamp(min=0)
     y0, x0 = y.floor().long().clamp(max=height - 1), x.floor().long().clamp(max=width - 1)
     y1, x1 = (y0 + 1).clamp(max=height - 1), (x0 + 1).clamp(max=width - 1)
     y = torch.where(y0 >= height - 1, y0.to(y.dtype), y)
     x = torch.where(x0 >= width - 1, x0.to(x.dtype), x)
-    ly, lx = y - y0, x - x0
-    hy, hx = 1 - ly, 1 - lx
-    val = (hy * hx * fmap[:, y0, x0] + hy * lx * fmap[:, y0, x1] + ly * hx * fmap[:, y1, x0] + ly * lx * fmap[:, y1, x1])
-    return torch.where(outside, torch.zeros_like(val), val)
+    ly, lx = (y - y0)[:, None], (x - x0)[:, None]                               # (R, 1, P)
+    b = batch[:, None].expand_as(y0)                                            # (R, P)
+    at = lambda yy, xx: features[b, :, yy, xx].permute(0, 2, 1)                 # (R, C, P)  # noqa: E731
+    val = ((1 - ly) * (1 - lx) * at(y0, x0) + (1 - ly) * lx * at(y0, x1)
+           + ly * (1 - lx) * at(y1, x0) + ly * lx * at(y1, x1))
+    return torch.where(outside[:, None], torch.zeros_like(val), val)
 
 
 def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int], spatial_scale: float = 1.0,
@@ -188,18 +192,19 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: tuple[int
     if sampling_ratio <= 0:
         raise ValueError("sampling_ratio must be a positive number of samples per bin side")
     oh, ow = output_size
-    offset = 0.5 if aligned else 0.0
-    out = []
-    for b, x0, y0, x1, y1 in rois.tolist():
-        x0, y0, x1, y1 = (v * spatial_scale - offset for v in (x0, y0, x1, y1))
-        rw, rh = x1 - x0, y1 - y0
-        if not aligned:
-            rw, rh = max(rw, 1.0), max(rh, 1.0)
-        # sample points: (oh * s) x (ow * s), each bin's s x s at the centres of a regular sub-grid
-        ys = y0 + (torch.arange(oh * sampling_ratio, dtype=features.dtype) + 0.5) * rh / (oh * sampling_ratio)
-        xs = x0 + (torch.arange(ow * sampling_ratio, dtype=features.dtype) + 0.5) * rw / (ow * sampling_ratio)
-        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        vals = _bilinear(features[int(b)], yy.flatten(), xx.flatten())           # (C, oh*s * ow*s)
-        vals = vals.view(-1, oh, sampling_ratio, ow, sampling_ratio)
-        out.append(vals.mean(dim=(2, 4)))
-    return torch.stack(out) if out else features.new_zeros(0, features.shape[1], oh, ow)
+    if len(rois) == 0:
+        return features.new_zeros(0, features.shape[1], oh, ow)
+    rois = rois.to(features.dtype)
+    corners = rois[:, 1:] * spatial_scale - (0.5 if aligned else 0.0)              # (R, 4)
+    x0, y0 = corners[:, 0:1], corners[:, 1:2]
+    rw, rh = corners[:, 2:3] - x0, corners[:, 3:4] - y0
+    if not aligned:
+        rw, rh = rw.clamp(min=1.0), rh.clamp(min=1.0)
+    # each bin's s x s samples at the centres of a regular sub-grid: (R, oh * s) rows, (R, ow * s) columns
+    ys = y0 + (torch.arange(oh * sampling_ratio, dtype=features.dtype) + 0.5) * rh / (oh * sampling_ratio)
+    xs = x0 + (torch.arange(ow * sampling_ratio, dtype=features.dtype) + 0.5) * rw / (ow * sampling_ratio)
+    r, hs, ws = len(rois), oh * sampling_ratio, ow * sampling_ratio
+    yy = ys[:, :, None].expand(r, hs, ws).reshape(r, -1)
+    xx = xs[:, None, :].expand(r, hs, ws).reshape(r, -1)
+    vals = _bilinear(features, rois[:, 0].long(), yy, xx)                           # (R, C, hs * ws)
+    return vals.view(r, -1, oh, sampling_ratio, ow, sampling_ratio).mean(dim=(3, 5))
