@@ -531,7 +531,9 @@ def test_instructor_grades_a_written_answer_in_the_formgrader_and_the_total_foll
         context, page = hubkit.browser_login(browser, course.hub.url, INSTRUCTOR, course.password)
         try:
             page.goto(f"{course.hub.url}/user/{INSTRUCTOR}/formgrader/submissions/{alice['id']}/", wait_until="load")
-            box = page.locator(f"input#{gid}")
+            # the page's script binds each score box once it has loaded the grades (marking an ungraded
+            # answer's box): typed into before that, a score is never saved (seen on a loaded machine)
+            box = page.locator(f"input#{gid}.needs_manual_grade")
             try:
                 box.wait_for(state="visible", timeout=60_000)
             except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError, with what the page showed
