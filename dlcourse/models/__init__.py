@@ -7,6 +7,7 @@
   resnet -- ResNet-18/34/50/101/152, pre-activation, Wide ResNet, ResNeXt, stochastic depth, CIFAR ResNets
   densenet -- DenseNet-121/169/201 and a small DenseNet-BC
   rnn -- RNN, LSTM and GRU cells and layers from their equations, weights from nn.RNN/LSTM/GRU, a character LM
+  detection -- a YOLO-style grid detector and its loss; Faster R-CNN's RPN and RoI head in a small two-stage detector
 
 `from dlcourse.models import vgg16` imports only the module that defines it (PEP 562): a
 page about VGG does not pay for every model, and while an assignment is graded the module
@@ -38,6 +39,7 @@ _EXPORTS = {
     "resnet": ["ResNet", "cifar_resnet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
     "rnn": ["CharLM", "GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "char_lm", "from_torch",
             "load_torch_weights"],
+    "detection": ["RPNHead", "RoIHead", "TwoStageDetector", "YOLOGrid"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
