@@ -9,12 +9,13 @@ STAMP := $(VENV)/.installed
 export DLCOURSE_THREADS ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv vendor system-deps book book-strict test unit mutation-test site-test browser-test release release-check grade-demo bench freeze clean wheel hub-deps platform-test
+.PHONY: help venv vendor system-deps book book-strict test unit grading-test mutation-test site-test browser-test release release-check grade-demo bench freeze clean wheel hub-deps platform-test
 
 help:
 	@echo "make book        build the HTML book into _build/html (fast profile, cached execution)"
 	@echo "make test        everything but the mutants: unit tests, solutions graded, releases checked, book built -W, browser tests"
-	@echo "make mutation-test  every assignment graded with planted mistakes (CI runs it after make test)"
+	@echo "make grading-test  every assignment graded with planted mistakes and other valid answers (CI runs it after make test)"
+	@echo "make mutation-test  the planted mistakes alone"
 	@echo "make release     regenerate assignments/ from solutions/ (and prove, with the grader, solution passes / release fails)"
 	@echo "make grade-demo  grade the built-in sample submissions for a01"
 	@echo "make bench       run the benchmarks under bench/ and print their tables"
@@ -78,11 +79,15 @@ book-strict: venv vendor wheel
 	  $(GUARD) after _build && exit $$status
 
 unit: venv vendor system-deps
-	$(PY) -m pytest -m "not browser and not hub and not site and not mutation" -n 2 --dist loadgroup --durations=25
+	$(PY) -m pytest -m "not browser and not hub and not site and not mutation and not variants" -n 2 --dist loadgroup --durations=25
 
 # Every assignment graded with planted mistakes, each caught by the cell meant to catch it
-# (tests/test_aNN.py, tests/mutation_helpers.py). Kept out of `make test` so that it stays
-# within its 20 minutes at thirteen chapters; CI (.ci/run) runs it after `make test`.
+# (tests/test_aNN.py, tests/mutation_helpers.py), and with correct answers written other valid
+# ways, which keep full marks. Kept out of `make test` so that it stays within its 20 minutes at
+# thirteen chapters; CI (.ci/run) runs it after `make test`. `make mutation-test`: the mutants only.
+grading-test: venv vendor system-deps
+	$(PY) -m pytest -m "mutation or variants" -n 2 --dist loadgroup --durations=10
+
 mutation-test: venv vendor system-deps
 	$(PY) -m pytest -m mutation -n 2 --dist loadgroup
 

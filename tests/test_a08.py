@@ -230,6 +230,7 @@ class Bottleneck""",
 }
 
 
+@pytest.mark.variants
 def test_other_valid_answers_keep_full_marks(tmp_path):
     messages = {}
     failed = run_mutated(SOURCE, tmp_path, OTHER_WAYS, messages, train=True)
