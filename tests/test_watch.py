@@ -333,6 +333,11 @@ def test_a_secret_another_students_submission_used_is_refused(tmp_path):
     assert w.state.history.get("mallory") is None  # and nothing counted against anyone
 
 
+# The sleeper's wall limit: above the honest notebook's grading time on a loaded machine (in CI,
+# beside the book build and the browser tests, it once took over 40 s), so that only the sleeper meets it.
+WALL = 75.0
+
+
 @pytest.mark.slow
 def test_a_slow_notebook_holds_one_worker_for_at_most_the_wall_limit(tmp_path):
     """Two students at once: one notebook sleeps, the other's feedback comes as if alone;
@@ -340,14 +345,14 @@ def test_a_slow_notebook_holds_one_worker_for_at_most_the_wall_limit(tmp_path):
     now = time.time()
     slow = _submit(tmp_path, "sleepy", _filled(**{**GOOD, "add": "import time\ntime.sleep(600)\n" + GOOD["add"]}), now)
     quick = _submit(tmp_path, "quick", _filled(**GOOD), now + 1)
-    w = _watcher(tmp_path, workers=2, no_owner_check=True, cell_timeout=600.0, timeout=600.0, wall=40.0)
+    w = _watcher(tmp_path, workers=2, no_owner_check=True, cell_timeout=600.0, timeout=600.0, wall=WALL)
     started = time.monotonic()
     released = {r["student"]: r for r in w.round(now + 2)}
     assert released["quick"]["status"] == "graded" and "Score: <b>5 / 5</b>" in _fetch(tmp_path, quick)
-    assert released["quick"]["grading_s"] < 40
+    assert released["quick"]["grading_s"] < WALL
     assert released["sleepy"]["status"] == "stopped at the wall limit"
-    assert "took longer than 40 seconds" in _fetch(tmp_path, slow)
-    assert time.monotonic() - started < 40 + 30
+    assert f"took longer than {WALL:g} seconds" in _fetch(tmp_path, slow)
+    assert time.monotonic() - started < WALL + 30
     assert not w.running
 
 
