@@ -75,6 +75,54 @@ def test_yolo_loss_is_zero_for_a_perfect_prediction_and_weighs_each_term():
     assert D.yolo_loss(p, t).item() == pytest.approx(5 * 0.01 + (1 - iou) ** 2, abs=1e-5)
 
 
+def _yolo_loss_by_loops(pred, target, lambda_coord, lambda_noobj):
+    """The docstring's loss one image, cell and box at a time, in Python's floats."""
+    n, s, _, width = pred.shape
+    c = target.shape[-1] - 5
+    nb = (width - c) // 5
+    p, t = pred.tolist(), target.tolist()
+
+    def corners(x, y, w, h, i, j):
+        cx, cy = (j + x) / s, (i + y) / s
+        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+    def iou(a, b):
+        inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        return inter / max(union, 1e-9)
+
+    total = 0.0
+    for k in range(n):
+        for i in range(s):
+            for j in range(s):
+                cell, tgt = p[k][i][j], t[k][i][j]
+                boxes = [cell[5 * b:5 * b + 5] for b in range(nb)]
+                responsible = None
+                if tgt[0] > 0:
+                    ious = [iou(corners(*bx[:4], i, j), corners(*tgt[1:5], i, j)) for bx in boxes]
+                    responsible = max(range(nb), key=lambda b: (ious[b], -b))     # the first of equal ones
+                    x, y, w, h, conf = boxes[responsible]
+                    total += lambda_coord * ((x - tgt[1]) ** 2 + (y - tgt[2]) ** 2 + (math.sqrt(w) - math.sqrt(tgt[3])) ** 2
+                                             + (math.sqrt(h) - math.sqrt(tgt[4])) ** 2) + (conf - ious[responsible]) ** 2
+                    logits = cell[5 * nb:]
+                    z = sum(math.exp(v) for v in logits)
+                    total += sum((math.exp(v) / z - tgt[5 + q]) ** 2 for q, v in enumerate(logits))
+                total += sum(lambda_noobj * boxes[b][4] ** 2 for b in range(nb) if b != responsible)
+    return total / n
+
+
+@pytest.mark.parametrize("n,s,nb,c", [(3, 4, 2, 3), (2, 5, 3, 2), (4, 3, 1, 4)])
+def test_yolo_loss_over_a_batch_equals_the_loss_written_with_loops(n, s, nb, c):
+    """Random predictions on batches of several images (the responsible box is found image by image)."""
+    g = torch.Generator().manual_seed(11 * n + s)
+    pred = torch.cat([torch.rand(n, s, s, 5 * nb, generator=g) * 0.98 + 0.01, torch.randn(n, s, s, c, generator=g)], -1)
+    boxes = [torch.cat([xy := torch.rand(3, 2, generator=g) * 8 * s * 0.7, xy + torch.rand(3, 2, generator=g) * 8 * s * 0.3 + 2], 1)
+             for _ in range(n)]
+    target = D.yolo_targets(boxes, [torch.randint(1, c + 1, (3,), generator=g) for _ in range(n)], s, c, 8 * s)
+    for lc, ln in ((5.0, 0.5), (1.0, 2.0)):
+        assert D.yolo_loss(pred, target, lc, ln).item() == pytest.approx(_yolo_loss_by_loops(pred, target, lc, ln), rel=1e-5)
+
+
 def test_yolo_decode_returns_the_boxes_it_was_given(scenes):
     t = D.yolo_targets(scenes.boxes[:2], scenes.labels[:2], 8, 3, 64)
     dets = D.yolo_decode(_perfect(t), 2, 64)

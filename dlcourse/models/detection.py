@@ -104,7 +104,7 @@ def yolo_loss(pred: torch.Tensor, target: torch.Tensor, lambda_coord: float = 5.
     probs = F.softmax(pred[..., nb * 5:], dim=-1)                                     # (N, S, S, C)
     has_obj = target[..., 0] > 0                                                      # (N, S, S)
     with torch.no_grad():
-        pb = _cell_boxes(boxes[..., :4].transpose(3, 0).reshape(nb * n, s, s, 4), s).reshape(nb, n, s, s, 4)
+        pb = _cell_boxes(boxes[..., :4].permute(3, 0, 1, 2, 4).reshape(nb * n, s, s, 4), s).reshape(nb, n, s, s, 4)  # (B, N, S, S, 4)
         tb = _cell_boxes(target[..., 1:5], s)                                         # (N, S, S, 4)
         inter_lt = torch.maximum(pb[..., :2], tb[None, ..., :2])
         inter_rb = torch.minimum(pb[..., 2:], tb[None, ..., 2:])
