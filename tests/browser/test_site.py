@@ -270,3 +270,36 @@ def test_inception_explorer_recomputes_cost_when_a_slider_moves(site, session):
     assert shown_macs() == expected < naive
     assert not visit.console_errors and not visit.failed_requests and not visit.outside_requests, visit
     page.close()
+
+
+# ---------------------------------------------------------------- NMS explorer (chapter 11)
+def test_nms_explorer_responds_to_its_slider_in_the_static_page(site, session):
+    """Chapter 11's explorer without a kernel: moving the NMS slider to 1 shows the view without
+    suppression, over the same candidates, keeping at least as many boxes as the opening view."""
+    from dlcourse.nms_explorer import IOU_THRESHOLDS
+
+    page_path = next((f"{doc}.html" for doc in toc_pages() if doc.startswith("book/11-")
+                      and "NMS IoU threshold" in (site / f"{doc}.html").read_text(errors="replace")), None)
+    assert page_path, "no chapter 11 page embeds the NMS explorer"
+    page, visit = session.open(page_path)
+    page.wait_for_selector(".widget-slider .noUi-handle", timeout=15_000)
+
+    def shown():
+        texts = page.eval_on_selector_all(".nx p", "els => els.filter(e => e.offsetParent !== null)"
+                                                   ".map(e => e.innerText)")
+        found = [m for t in texts for m in re.finditer(r"(\d+) candidates score at least ([\d.]+); (.*?) keeps (\d+)\.", t)]
+        assert len(found) == 1, texts
+        return int(found[0].group(1)), found[0].group(2), found[0].group(3), int(found[0].group(4))
+
+    before = shown()
+    assert before[1:3] == ("0.2", "NMS at IoU 0.5"), before               # yolo_decode's defaults
+    handle = page.locator(".widget-slider", has_text="NMS IoU threshold").locator(".noUi-handle")
+    handle.focus()
+    for _ in range(len(IOU_THRESHOLDS) - 1 - IOU_THRESHOLDS.index(0.5)):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => [...document.querySelectorAll('.nx p')].some(e => e.offsetParent !== null"
+                           " && e.innerText.includes('no suppression'))", timeout=10_000)
+    after = shown()
+    assert after[0] == before[0] and after[2] == "no suppression (IoU threshold 1)" and after[3] >= before[3]
+    assert not visit.console_errors and not visit.failed_requests and not visit.outside_requests, visit
+    page.close()
