@@ -33,6 +33,8 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "a09-densenet": ("dlcourse.models.densenet",),
     # the cells and layers, the text pipeline (clipping, training) and perplexity
     "a10-rnn": ("dlcourse.models.rnn", "dlcourse.text", "dlcourse.metrics"),
+    # box operations, the detection metrics and the detectors (whose module imports dlcourse.boxes)
+    "a11-detection": ("dlcourse.boxes", "dlcourse.metrics", "dlcourse.models.detection"),
 }
 
 # The grader's own process sets this so that its reference code stays importable.

@@ -18,13 +18,17 @@ def _assignments(text: str) -> dict[str, tuple[str, str, str, str]]:
 
 
 def _grader_target(nb) -> str:
-    """The grader's target on its own task: `_GLYPH_TARGET` (an accuracy) or `_PPL_RATIO` (a
-    perplexity as a fraction of the unigram model's) in the hidden convergence test."""
+    """The grader's target on its own task: `_GLYPH_TARGET` (an accuracy), `_MAP50` (a detector's
+    mAP@0.5) or `_PPL_RATIO` (a perplexity as a fraction of the unigram model's) in the hidden
+    convergence test."""
     for cell in nb.cells:
         if checks.nbgrader_meta(cell).get("grade_id") == "test_convergence":
             m = re.search(r"^_GLYPH_TARGET = ([0-9.]+)", cell.source, re.M)
             if m:
                 return f"{float(m[1]):.2f}"
+            m = re.search(r"^_MAP50 = ([0-9.]+)", cell.source, re.M)
+            if m:
+                return f"mAP@0.5 {float(m[1]):.2f}"
             m = re.search(r"^_PPL_RATIO = ([0-9.]+)", cell.source, re.M)
             return f"perplexity at most {float(m[1]):g} of the unigram model's" if m else "-"
     return "-"
@@ -45,6 +49,8 @@ def _target(settings: dict[str, str]) -> str:
         return "-"
     if "STEPS" in settings:   # a language model: a perplexity after a number of updates
         return f"perplexity {float(settings['TARGET']):.1f} after {settings['STEPS']} updates"
+    if "N_TRAIN" in settings:  # a detector: mAP@0.5 on held-out scenes after a number of epochs
+        return f"mAP@0.5 {float(settings['TARGET']):.2f} after {settings['EPOCHS']} epochs"
     return f"{float(settings['TARGET']):.2f} after {settings['EPOCHS']} epochs"
 
 
@@ -66,6 +72,8 @@ def test_every_assignment_is_listed_with_its_points_and_targets():
         if grader.startswith("perplexity"):   # the notebook tells the student the target its hidden test uses
             ratio = re.search(r"at most ([0-9.]+) of", grader)[1]
             assert f"It must be at most {ratio} times the perplexity of the unigram model" in intro, name
+        elif grader.startswith("mAP"):
+            assert f"must be at least {grader.split()[-1]}" in intro, name
         elif grader != "-":
             assert f"at least {round(float(grader) * 100)}% of them must be classified correctly" in intro, name
 

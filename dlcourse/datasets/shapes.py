@@ -68,7 +68,11 @@ class ShapesDataset(Dataset):
 
 
 def _generate(n: int, size: int, max_objects: int, min_size: int, max_size: int | None,
-              seed: int, with_masks: bool) -> ShapesDataset:
+              seed: int, with_masks: bool, draw=None, num_classes: int = len(CLASSES) - 1,
+              classes: tuple[str, ...] = CLASSES) -> ShapesDataset:
+    """Scenes as documented above. `draw(label, s, rng)` gives an object's (s, s) bool mask
+    (default: the square, circle and triangle of `CLASSES`); the grader passes its own to make
+    scenes of classes no network has seen (`autograder.scenes`)."""
     if max_size is None:
         max_size = size // 2
     if not 4 <= min_size <= max_size <= size:
@@ -87,8 +91,8 @@ def _generate(n: int, size: int, max_objects: int, min_size: int, max_size: int 
                     break
             else:
                 continue  # no room left: fewer objects in this image
-            label = int(rng.integers(1, len(CLASSES)))
-            local = _shape_mask(CLASSES[label], s)
+            label = int(rng.integers(1, num_classes + 1))
+            local = _shape_mask(CLASSES[label], s) if draw is None else draw(label, s, rng)
             full = np.zeros((size, size), bool)
             full[y0:y0 + s, x0:x0 + s] = local
             taken[y0:y0 + s, x0:x0 + s] = True
@@ -102,7 +106,7 @@ def _generate(n: int, size: int, max_objects: int, min_size: int, max_size: int 
         if with_masks:
             all_masks.append(torch.from_numpy(np.stack(masks)))
     return ShapesDataset(torch.from_numpy(images), all_boxes, all_labels,
-                         all_masks if with_masks else None)
+                         all_masks if with_masks else None, classes)
 
 
 def shapes_detection(n: int = 256, size: int = 64, max_objects: int = 3, min_size: int = 10,
