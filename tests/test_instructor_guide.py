@@ -73,7 +73,7 @@ def test_every_assignment_is_listed_with_its_points_and_targets():
             ratio = re.search(r"at most ([0-9.]+) of", grader)[1]
             assert f"It must be at most {ratio} times the perplexity of the unigram model" in intro, name
         elif grader.startswith("mAP"):
-            assert f"must be at least {grader.split()[-1]}" in intro, name
+            assert f"must be at least {float(grader.split()[-1]):g}." in intro, name
         elif grader != "-":
             assert f"at least {round(float(grader) * 100)}% of them must be classified correctly" in intro, name
 
