@@ -79,14 +79,17 @@ book-strict: venv vendor wheel
 	  $(GUARD) after _build && exit $$status
 
 unit: venv vendor system-deps
-	$(PY) -m pytest -m "not browser and not hub and not site and not mutation and not variants" -n 2 --dist loadgroup --durations=25
+	$(PY) -m pytest -m "not browser and not hub and not site and not mutation and not variants and not e2e" -n 2 --dist loadgroup --durations=25
 
 # Every assignment graded with planted mistakes, each caught by the cell meant to catch it
 # (tests/test_aNN.py, tests/mutation_helpers.py), and with correct answers written other valid
-# ways, which keep full marks. Kept out of `make test` so that it stays within its 20 minutes at
-# thirteen chapters; CI (.ci/run) runs it after `make test`. `make mutation-test`: the mutants only.
+# ways, which keep full marks; and the gradings that grade a batch again or a whole term (a
+# rerun that resumes, a replay of every student's seed, a Dask cluster, a loaded machine, a
+# regrade, late work, a small term end to end: marker e2e). Kept out of `make test` so that it
+# stays within its 20 minutes at thirteen chapters; CI (.ci/run) runs it after `make test`.
+# `make mutation-test`: the mutants only.
 grading-test: venv vendor system-deps
-	$(PY) -m pytest -m "mutation or variants" -n 2 --dist loadgroup --durations=10
+	$(PY) -m pytest -m "mutation or variants or e2e" -n 2 --dist loadgroup --durations=10
 
 mutation-test: venv vendor system-deps
 	$(PY) -m pytest -m mutation -n 2 --dist loadgroup

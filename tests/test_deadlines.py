@@ -75,6 +75,7 @@ def test_submission_time_is_the_services_timestamp_file(tmp_path):
 
 
 # ---------------------------------------------------------------- graded for real
+@pytest.mark.e2e
 def test_late_work_is_judged_on_the_services_time_penalised_and_rejudged_without_regrading(tmp_path):
     """The fixture assignment `fix` (5 points) in nbgrader's layout, each submission with the
     timestamp.txt that `autograder collect` writes: on time, 25 hours late, late but within an

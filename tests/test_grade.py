@@ -248,6 +248,7 @@ def test_canvas_and_moodle_formats_are_their_gradebook_imports(batch, tmp_path):
             assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
 
 
+@pytest.mark.e2e
 def test_rerun_skips_unchanged_and_resumes(batch, tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
@@ -278,6 +279,7 @@ def test_nbgrader_layout(batch, tmp_path):
     assert {k: sum(t["score"] for t in v["tests"]) for k, v in j.items()} == {"correct": 5, "partial": 3}
 
 
+@pytest.mark.e2e
 def test_dask_cluster_matches_local(batch, tmp_path):
     port = _free_port()
     env = {"DLCOURSE_THREADS": "1", "PATH": f"{Path(PY).parent}:/usr/bin:/bin"}
@@ -333,6 +335,7 @@ BURN = ("import time\ndef _burn(seconds):\n    t = time.process_time()\n    whil
         "        pass\n")
 
 
+@pytest.mark.e2e
 def test_grades_do_not_depend_on_the_machines_load(tmp_path):
     """Round 2: correct work lost its points when other gradings kept the cores busy. Limits
     count the kernel's CPU seconds, and waiting for a core is not waiting: a cell needing 4 s of
@@ -367,6 +370,7 @@ def test_grades_do_not_depend_on_the_machines_load(tmp_path):
     print(f"graded under load in {took:.0f} s")
 
 
+@pytest.mark.e2e
 def test_each_students_seed_is_recorded_and_replayed(batch, tmp_path):
     """The secret seed of each student comes from the grading folder's secret, the assignment and
     the student; the journal records it, and --replay grades again with the recorded seed even

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "grading"
 SECRET = "ab12" * 8
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("regrade")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("regrade")]
 
 
 def cli(*args):

@@ -50,7 +50,7 @@ DEE_RELU = ('def relu(x):\n    """max with zero"""\n    out = torch.zeros_like(x
 GOOD = {"add": "def add(a, b):\n    return a + b", "scale": "def scale(x, k):\n    return x * k"}
 BAD_RELU = "def relu(x):\n    return x"  # right shape, wrong values: fails the visible test
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("term")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("term")]
 
 
 def cli(*args, cwd: Path):
