@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["perplexity", "perplexity_from_nll", "unigram_perplexity", "precision_recall", "average_precision",
-           "mean_average_precision"]
+           "mean_average_precision", "confusion_matrix", "pixel_accuracy", "iou_per_class", "mean_iou"]
 
 
 def perplexity(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -138,3 +138,78 @@ def mean_average_precision(predictions: list[dict], targets: list[dict], iou_thr
         if thr in iou_thresholds and labels:
             out[name] = float(table[list(iou_thresholds).index(thr)].mean())
     return out
+
+
+# ---------------------------------------------------------------- semantic segmentation (chapter 12)
+# Every pixel is one classification, and the scores are read from the confusion matrix M over
+# all pixels of all images (M[t, p]: pixels of true class t predicted as p):
+# - pixel accuracy: trace(M) / sum(M), the fraction of pixels right. Dominated by the commonest
+#   class: on the shapes scenes (`shapes_segmentation(128)`: 86% background) a network that
+#   says "background" everywhere scores 0.86, and its mean IoU is 0.86 / 4 = 0.21.
+# - IoU of class c: M[c, c] / (row c + column c - M[c, c]) = TP / (TP + FP + FN), the overlap of
+#   the predicted and the true regions of c. Mean IoU averages it over the classes, each class
+#   counting the same however few pixels it has (FCN, SegNet and U-Net all report it).
+# - A class absent from both the prediction and the target has 0 / 0: it is left out of the
+#   mean (not counted as 1, nor as 0). A class in only one of them has IoU 0.
+# - `ignore_index`: pixels whose target is that value (255 in PASCAL VOC's masks: object
+#   borders and "void") are skipped, in the prediction as in the target. If it is one of the
+#   classes [0, C), that class is also left out of the mean IoU; its column may still hold
+#   predictions, which are errors of the pixels' true classes.
+# These are torchmetrics' MulticlassJaccardIndex(average="macro") and MulticlassAccuracy(
+# average="micro") with the same ignore_index (compared in tests/test_segmentation_metrics.py).
+
+
+def _labels(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Class indices (N, H, W) from either class indices or scores (N, C, H, W) (argmax over C)."""
+    if pred.dim() == target.dim() + 1:
+        pred = pred.argmax(dim=1)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} do not match")
+    return pred
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int | None = None) -> torch.Tensor:
+    """(C, C) int64 pixel counts, rows the true class, columns the predicted one.
+
+    pred: class indices (N, H, W) or scores (N, C, H, W); target: class indices (N, H, W) in
+    [0, C), or `ignore_index` for pixels left out."""
+    pred = _labels(pred, target).reshape(-1).long()
+    target = target.reshape(-1).long()
+    if ignore_index is not None:
+        keep = target != ignore_index
+        pred, target = pred[keep], target[keep]
+    for name, v in (("target", target), ("prediction", pred)):
+        if len(v) and (int(v.min()) < 0 or int(v.max()) >= num_classes):
+            raise ValueError(f"{name} holds classes outside [0, {num_classes}): {sorted(set(v.unique().tolist()))}")
+    # pixel (t, p) -> bin t * C + p: one bincount for the whole matrix
+    return torch.bincount(target * num_classes + pred, minlength=num_classes ** 2).view(num_classes, num_classes).cpu()
+
+
+def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None) -> float:
+    """Fraction of the (not ignored) pixels whose predicted class is the true one; NaN when none is left."""
+    pred = _labels(pred, target)
+    keep = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
+    total = int(keep.sum())
+    return float((pred == target)[keep].sum()) / total if total else float("nan")
+
+
+def iou_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                  ignore_index: int | None = None) -> torch.Tensor:
+    """(C,) float64 IoU = TP / (TP + FP + FN) of every class; NaN for a class absent from both
+    the prediction and the target (0 / 0) and for the ignored class when it is one of the C."""
+    m = confusion_matrix(pred, target, num_classes, ignore_index).double()
+    tp = m.diag()
+    union = m.sum(0) + m.sum(1) - tp                          # predicted + true - both
+    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+    if ignore_index is not None and 0 <= ignore_index < num_classes:
+        iou[ignore_index] = float("nan")
+    return iou
+
+
+def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> float:
+    """Mean of `iou_per_class` over the classes that are present (in the prediction or the target)
+    and not ignored; NaN when there is none."""
+    iou = iou_per_class(pred, target, num_classes, ignore_index)
+    present = ~iou.isnan()
+    return float(iou[present].mean()) if present.any() else float("nan")

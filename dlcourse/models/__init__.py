@@ -8,6 +8,7 @@
   densenet -- DenseNet-121/169/201 and a small DenseNet-BC
   rnn -- RNN, LSTM and GRU cells and layers from their equations, weights from nn.RNN/LSTM/GRU, a character LM
   detection -- a YOLO-style grid detector and its loss; Faster R-CNN's RPN and RoI head in a small two-stage detector
+  segmentation -- FCN-32s/16s/8s, SegNet, U-Net, FC-DenseNet (the tiramisu) and Mask R-CNN's mask head
 
 `from dlcourse.models import vgg16` imports only the module that defines it (PEP 562): a
 page about VGG does not pay for every model, and while an assignment is graded the module
@@ -40,6 +41,8 @@ _EXPORTS = {
     "rnn": ["CharLM", "GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "char_lm", "from_torch",
             "load_torch_weights"],
     "detection": ["RPNHead", "RoIHead", "TwoStageDetector", "YOLOGrid"],
+    "segmentation": ["FCDenseNet", "FCN", "MaskHead", "SegNet", "UNet", "fc_densenet", "fcn16s", "fcn32s", "fcn8s",
+                     "segnet", "unet"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
