@@ -51,6 +51,7 @@ def total(tests) -> float:
 
 
 # ---------------------------------------------------------------- a02: false fails
+@pytest.mark.variants
 def test_a02_relu_by_clamp_leaky_by_maximum_and_late_dropout_check_keep_full_marks():
     tests, ex = graded("a02-building-blocks", activations=[
         ("    return torch.where(x > 0, x, torch.zeros_like(x))", "    return torch.clamp(x, min=0)"),
@@ -65,6 +66,7 @@ def test_a02_relu_by_clamp_leaky_by_maximum_and_late_dropout_check_keep_full_mar
     assert not ex.flags, ex.flags
 
 
+@pytest.mark.variants
 def test_a02_relu_by_maximum_keeps_full_marks():
     tests, _ = graded("a02-building-blocks", activations=[
         ("    return torch.where(x > 0, x, torch.zeros_like(x))", "    return torch.maximum(x, torch.zeros_like(x))")])
@@ -101,6 +103,7 @@ def _needs_mnist():
                  .metadata["dlcourse"]["prefetch"])
 
 
+@pytest.mark.variants
 def test_a03_tables_as_dicts_and_layers_also_held_by_a_container_keep_full_marks():
     _needs_mnist()
     tests, ex = graded("a03-lenet", lenet5=[
@@ -135,6 +138,7 @@ PERMUTE_OUTPUTS = """    with torch.no_grad():
 """
 
 
+@pytest.mark.mutation
 def test_a03_weights_trained_on_other_data_earn_nothing():
     _needs_mnist()
     tests, ex = graded("a03-lenet", train_eval=[
@@ -149,6 +153,7 @@ def test_a03_weights_trained_on_other_data_earn_nothing():
     assert score(tests) == total(tests) - conv.points, {g: t.message for g, t in tests.items() if t.status != "passed"}
 
 
+@pytest.mark.mutation
 def test_a03_a_student_cell_that_rebinds_the_probe_changes_nothing_the_test_reads():
     """Round 2: `accuracy` left in train mode, and a cell added after the instructor's probe that
     rebinds ProbeNet (by a tuple assignment) to a network without dropout, on which train mode

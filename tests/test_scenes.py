@@ -65,11 +65,12 @@ def test_honest_training_learns_the_glyphs_and_shapes_weights_do_not_carry_over(
     """A detector trained on the task's own scenes passes a11's grader threshold; one trained on
     the shapes scenes (what pasted-in weights would be) stays far below it on the task's held-out
     scenes, however its three classes are matched to the task's (the best of the six matchings,
-    which is all that voting on the training scenes' labels could tell it)."""
+    which is all that voting on the training scenes' labels could tell it): 0.21 to 0.34 in the runs
+    measured (the float arithmetic, and so the training, changes with the thread count)."""
     threshold = 0.6   # a11's _MAP50
     task = glyph_scenes(1101, 512, 256)
     assert _map50(_train(task.train), task.held) >= threshold
     shapes = _train(shapes_detection(512, seed=0))
     assert _map50(shapes, shapes_detection(256, seed=10_000)) >= 0.45            # it does know its shapes
     best = max(_map50(shapes, task.held, perm) for perm in itertools.permutations((1, 2, 3)))
-    assert best < threshold / 2, best
+    assert best < threshold - 0.15, best

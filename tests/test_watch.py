@@ -251,6 +251,7 @@ def _fetch(tmp_path, sub: exchange.Submission) -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e   # the service end to end; make test's hub test runs the real service on a real hub
 def test_watch_grades_new_submissions_queues_over_the_limit_and_refuses_forgeries(tmp_path):
     now = time.time()
     good = _submit(tmp_path, ME, _filled(**GOOD), now - 5)
@@ -339,6 +340,7 @@ WALL = 75.0
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_a_slow_notebook_holds_one_worker_for_at_most_the_wall_limit(tmp_path):
     """Two students at once: one notebook sleeps, the other's feedback comes as if alone;
     the sleeper's grading is stopped at the wall limit and gets a page that says so."""
