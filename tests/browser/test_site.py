@@ -239,17 +239,23 @@ def test_no_broken_internal_links(site):
     assert not broken, "broken links:\n" + "\n".join(broken)
 
 
+def _open_explorer(site, session, chapter: str, marker: str, what: str):
+    """Open the page of `chapter` (a toc prefix) whose HTML holds `marker`, once its sliders are drawn."""
+    page_path = next((f"{doc}.html" for doc in toc_pages() if doc.startswith(chapter)
+                      and marker in (site / f"{doc}.html").read_text(errors="replace")), None)
+    assert page_path, f"no {chapter} page embeds {what}"
+    page, visit = session.open(page_path)
+    page.wait_for_selector(".widget-slider .noUi-handle", timeout=15_000)
+    return page, visit
+
+
 # ---------------------------------------------------------------- inception explorer (chapter 6)
 def test_inception_explorer_recomputes_cost_when_a_slider_moves(site, session):
     """The static page's explorer shows, after a slider step, the multiply-adds that
     torch's flop counter gives for the module it describes."""
     from dlcourse.arch_explorer import REDUCE3, Setting, compute_view
 
-    page_path = next((f"{doc}.html" for doc in toc_pages() if doc.startswith("book/06-")
-                      and "3x3 reduce" in (site / f"{doc}.html").read_text(errors="replace")), None)
-    assert page_path, "no chapter 6 page embeds the inception explorer"
-    page, visit = session.open(page_path)
-    page.wait_for_selector(".widget-slider .noUi-handle", timeout=15_000)
+    page, visit = _open_explorer(site, session, "book/06-", "3x3 reduce", "the inception explorer")
 
     def shown_macs():
         texts = page.eval_on_selector_all(".widget-html-content", "els => els.filter(e => e.offsetParent !== null)"
@@ -278,11 +284,7 @@ def test_nms_explorer_responds_to_its_slider_in_the_static_page(site, session):
     suppression, over the same candidates, keeping at least as many boxes as the opening view."""
     from dlcourse.nms_explorer import IOU_THRESHOLDS
 
-    page_path = next((f"{doc}.html" for doc in toc_pages() if doc.startswith("book/11-")
-                      and "NMS IoU threshold" in (site / f"{doc}.html").read_text(errors="replace")), None)
-    assert page_path, "no chapter 11 page embeds the NMS explorer"
-    page, visit = session.open(page_path)
-    page.wait_for_selector(".widget-slider .noUi-handle", timeout=15_000)
+    page, visit = _open_explorer(site, session, "book/11-", "NMS IoU threshold", "the NMS explorer")
 
     def shown():
         texts = page.eval_on_selector_all(".nx p", "els => els.filter(e => e.offsetParent !== null)"
