@@ -53,13 +53,15 @@ def _glyph_drawer(protos: torch.Tensor, width: float):
 
 
 def glyph_scenes(seed: int, n_train: int, n_held: int, size: int = 64, classes: int = 3, max_objects: int = 3,
-                 min_size: int = 16, max_size: int = 32, strokes: int = 3, width: float = 0.16) -> SceneTask:
+                 min_size: int = 16, max_size: int = 32, strokes: int = 3, width: float = 0.16,
+                 masks: bool = False) -> SceneTask:
     """The scenes of `seed`: `n_train` to train on and `n_held` held out, of the same `classes`
-    glyph classes. Objects are `min_size`..`max_size` pixels wide, strokes `width` of that."""
+    glyph classes. Objects are `min_size`..`max_size` pixels wide, strokes `width` of that. With
+    `masks`, each scene also holds its objects' masks (`.semantic_masks()`: a12's segmentation task)."""
     g = torch.Generator().manual_seed(int(seed))
     protos = _prototypes(g, classes, strokes)                                         # (classes, strokes, 2, 2)
     seeds = torch.randint(0, 2 ** 31 - 1, (2,), generator=g).tolist()
     names = ("background",) + tuple(f"glyph {k}" for k in range(1, classes + 1))
-    make = lambda n, s: _generate(n, size, max_objects, min_size, max_size, s, with_masks=False,  # noqa: E731
+    make = lambda n, s: _generate(n, size, max_objects, min_size, max_size, s, with_masks=masks,  # noqa: E731
                                   draw=_glyph_drawer(protos, width), num_classes=classes, classes=names)
     return SceneTask(make(n_train, seeds[0]), make(n_held, seeds[1]))

@@ -58,6 +58,38 @@ def map_state_dict(state_dict: dict, mapping: dict[str, str]) -> dict:
     return out
 
 
+def match_units(state_dict: dict, units: dict[str, torch.nn.Module]) -> dict[str, str]:
+    """{student key: reference key} for a student's state dict whose blocks may come in any order.
+
+    `units` names the reference's blocks ({"down.0": ref.down[0], "bottom": ref.bottom, ...}),
+    each a run of state-dict entries that a student registers together (a block's conv, batch
+    norm, conv, batch norm). Going through the student's entries in order, each run is matched to
+    the unused unit whose entries have the same shapes (the first such unit in `units`' order), so
+    a U-Net written as "all encoders, all up-convolutions, all decoders" and one written level by
+    level both load into the reference. Raises AssertionError naming the first student entry that
+    starts no unit, with what the task's blocks would need there."""
+    keys = list(state_dict)
+    shapes = [tuple(state_dict[k].shape) for k in keys]
+    signature = {name: [(suffix, tuple(t.shape)) for suffix, t in unit.state_dict().items()] for name, unit in units.items()}
+    mapping, unused, p = {}, list(units), 0
+    while p < len(keys):
+        for name in unused:
+            sig = signature[name]
+            if [s for _, s in sig] == shapes[p:p + len(sig)]:
+                mapping.update({keys[p + i]: f"{name}.{suffix}" for i, (suffix, _) in enumerate(sig)})
+                unused.remove(name)
+                p += len(sig)
+                break
+        else:
+            starts = sorted({str(signature[n][0][1]) for n in unused})
+            raise AssertionError(f"the grader cannot place {keys[p]} (shape {shapes[p]}) in a block of the task: "
+                                 f"a block of the task that is still missing starts with an entry of shape "
+                                 f"{' or '.join(starts) if starts else '(none: every block is already found)'}")
+    if unused:
+        raise AssertionError(f"blocks of the task not found among your layers: {', '.join(unused)}")
+    return mapping
+
+
 def _call_name(node: ast.AST) -> str:
     """Dotted text of an attribute chain: torch.nn.functional.conv2d -> "torch.nn.functional.conv2d"."""
     parts = []

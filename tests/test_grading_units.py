@@ -17,7 +17,7 @@ from autograder.grade import safe_student_id
 from autograder.restore import GradedCell
 from autograder.review import review
 from autograder.sandbox import withheld_library
-from autograder.testkit import count_params, forbidden_uses, function_source, map_state_dict
+from autograder.testkit import count_params, forbidden_uses, function_source, map_state_dict, match_units
 from dlcourse.answers import ANSWERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +111,36 @@ def test_function_source_and_state_dict_helpers():
     assert map_state_dict(sd, {"c1": "features.C1"}) == {"features.C1.weight": sd["c1.weight"], "features.C1.bias": sd["c1.bias"]}
     assert count_params({k: v for k, v in sd.items() if not k.startswith("body")}) == 156
 
+
+
+def test_match_units_finds_blocks_in_any_order_by_their_shapes():
+    """A U-Net registered level by level (each up-convolution beside its decoder block) loads into
+    the reference, whose up-convolutions and decoder blocks are two separate lists; the weights land
+    where the shapes say, and an entry that starts no block is named."""
+    import torch
+
+    from dlcourse.models.segmentation import UNet
+
+    ref = UNet(((4, 2), (8, 2), (16, 2)), 3, 1)
+    units = {f"down.{i}": b for i, b in enumerate(ref.down)}
+    units.update({"bottom": ref.bottom, "classifier": ref.classifier})
+    units.update({f"up.{i}": u for i, u in enumerate(ref.up)})
+    units.update({f"decode.{i}": b for i, b in enumerate(ref.decode)})
+    theirs = ref.state_dict()
+    # the same tensors under other names, in data-flow order: encoder, bottom, (up, block) per level, classifier
+    order = [k for k in theirs if k.startswith(("down.", "bottom."))]
+    for level in range(2):
+        order += [k for k in theirs if k.startswith(f"up.{level}.")] + [k for k in theirs if k.startswith(f"decode.{level}.")]
+    order += [k for k in theirs if k.startswith("classifier.")]
+    student = {f"layer{i}.{k.rsplit('.', 1)[-1]}": theirs[k] for i, k in enumerate(order)}
+    mapping = match_units(student, units)
+    assert sorted(mapping.values()) == sorted(theirs)
+    assert all(torch.equal(student[s], theirs[r]) for s, r in mapping.items())
+    shuffled = dict(reversed(list(student.items())))          # a block's entries out of their order
+    with pytest.raises(AssertionError, match="cannot place"):
+        match_units(shuffled, units)
+    with pytest.raises(AssertionError, match="not found"):                # the classifier left out
+        match_units(dict(list(student.items())[:-2]), units)
 
 @pytest.mark.parametrize("raw, safe", [("alice", "alice"), ("bob.smith@uni.edu", "bob.smith@uni.edu")])
 def test_safe_ids_keep_ordinary_names(raw, safe):
