@@ -35,6 +35,8 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "a10-rnn": ("dlcourse.models.rnn", "dlcourse.text", "dlcourse.metrics"),
     # box operations, the detection metrics and the detectors (whose module imports dlcourse.boxes)
     "a11-detection": ("dlcourse.boxes", "dlcourse.metrics", "dlcourse.models.detection"),
+    # upsampling, the segmentation metrics and the segmentation models (which import dlcourse.upsample)
+    "a12-segmentation": ("dlcourse.upsample", "dlcourse.metrics", "dlcourse.models.segmentation"),
 }
 
 # The grader's own process sets this so that its reference code stays importable.

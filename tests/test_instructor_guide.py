@@ -19,7 +19,7 @@ def _assignments(text: str) -> dict[str, tuple[str, str, str, str]]:
 
 def _grader_target(nb) -> str:
     """The grader's target on its own task: `_GLYPH_TARGET` (an accuracy), `_MAP50` (a detector's
-    mAP@0.5) or `_PPL_RATIO` (a perplexity as a fraction of the unigram model's) in the hidden
+    mAP@0.5), `_MIOU` (a segmenter's mean IoU over the object classes) or `_PPL_RATIO` (a perplexity as a fraction of the unigram model's) in the hidden
     convergence test."""
     for cell in nb.cells:
         if checks.nbgrader_meta(cell).get("grade_id") == "test_convergence":
@@ -29,6 +29,9 @@ def _grader_target(nb) -> str:
             m = re.search(r"^_MAP50 = ([0-9.]+)", cell.source, re.M)
             if m:
                 return f"mAP@0.5 {float(m[1]):.2f}"
+            m = re.search(r"^_MIOU = ([0-9.]+)", cell.source, re.M)
+            if m:
+                return f"mean IoU {float(m[1]):.2f} over the object classes"
             m = re.search(r"^_PPL_RATIO = ([0-9.]+)", cell.source, re.M)
             return f"perplexity at most {float(m[1]):g} of the unigram model's" if m else "-"
     return "-"
@@ -44,13 +47,13 @@ def _settings(source: str, condition: str) -> dict[str, str]:
     return dict(zip(names, values))
 
 
-def _target(settings: dict[str, str]) -> str:
+def _target(settings: dict[str, str], measure: str = "mAP@0.5") -> str:
     if not settings:
         return "-"
     if "STEPS" in settings:   # a language model: a perplexity after a number of updates
         return f"perplexity {float(settings['TARGET']):.1f} after {settings['STEPS']} updates"
-    if "N_TRAIN" in settings:  # a detector: mAP@0.5 on held-out scenes after a number of epochs
-        return f"mAP@0.5 {float(settings['TARGET']):.2f} after {settings['EPOCHS']} epochs"
+    if "N_TRAIN" in settings:  # a detector or a segmenter: mAP@0.5 or mean IoU on held-out scenes after a number of epochs
+        return f"{measure} {float(settings['TARGET']):.2f} after {settings['EPOCHS']} epochs"
     return f"{float(settings['TARGET']):.2f} after {settings['EPOCHS']} epochs"
 
 
@@ -67,13 +70,16 @@ def test_every_assignment_is_listed_with_its_points_and_targets():
         online = _settings(code, "if cfg.fast:")
         offline = {**online, **_settings(code, 'if splits.source == "digits" and cfg.fast:')} if online else {}
         grader = _grader_target(nb)
-        assert rows[name] == (str(points), _target(online), _target(offline), grader), name
+        measure = "mean IoU" if grader.startswith("mean IoU") else "mAP@0.5"
+        assert rows[name] == (str(points), _target(online, measure), _target(offline, measure), grader), name
         intro = re.sub(r"\s+", " ", nb.cells[0].source)
         if grader.startswith("perplexity"):   # the notebook tells the student the target its hidden test uses
             ratio = re.search(r"at most ([0-9.]+) of", grader)[1]
             assert f"It must be at most {ratio} times the perplexity of the unigram model" in intro, name
         elif grader.startswith("mAP"):
             assert f"must be at least {float(grader.split()[-1]):g}." in intro, name
+        elif grader.startswith("mean IoU"):
+            assert f"must be at least {float(grader.split()[2]):g}." in intro, name
         elif grader != "-":
             assert f"at least {round(float(grader) * 100)}% of them must be classified correctly" in intro, name
 
