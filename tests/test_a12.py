@@ -84,8 +84,8 @@ SIZES_UPSAMPLING_METRICS_MODEL = {
         "test_unet", "parameters"),
 }
 # the same parts, other mistakes: the mean IoU over pixels rather than classes, the skips joined in
-# the wrong order of levels (the shallowest map meets the deepest upsampling), and pooling indices
-# that pick the last of equal values
+# the wrong order of levels (the shallowest map meets the deepest upsampling), the transposed
+# convolution taken from PyTorch, and pooling indices that pick the last of equal values
 PIXELS_LEVELS_TIES = {
     "miou_averaged_over_pixels": (   # sum of intersections over sum of unions: dominated by the background
         "    return float((tp[present] / union[present]).mean())\n",
@@ -95,13 +95,17 @@ PIXELS_LEVELS_TIES = {
         "        for up, block, skip in zip(self.up, self.decode, reversed(skips)):\n",
         "        for up, block, skip in zip(self.up, self.decode, skips):\n",
         "test_unet"),
+    "transposed_convolution_from_the_library": (   # what the part forbids, seen in what the call ran
+        "    n, c_in, h, w = x.shape\n",
+        "    return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)\n    n, c_in, h, w = x.shape\n",
+        "test_conv_transpose", "which this task forbids"),
     "last_of_equal_values_wins": (
         "    values, offset = windows.reshape(n, c, h // 2, w // 2, 4).max(dim=-1)      # first maximum wins\n",
         "    values, offset = windows.reshape(n, c, h // 2, w // 2, 4).flip(-1).max(dim=-1)\n"
         "    offset = 3 - offset\n",
         "test_unpool", "first in row-major order"),
 }
-# the background dropped inconsistently: the mean IoU leaves class 0 out, and the training loss
+# the background dropped inconsistently (and, in the same notebook, pooling taken from PyTorch): the mean IoU leaves class 0 out, and the training loss
 # ignores background pixels (the network is never told what background is, so everything becomes
 # an object); the grader's own run, which alone decides convergence here, must catch the second
 BACKGROUND = {
@@ -109,6 +113,10 @@ BACKGROUND = {
         "    present = union > 0\n",
         "    present = union > 0\n    present[0] = False\n",
         "test_metrics", "mean_iou"),
+    "pooling_from_the_library": (
+        "    n, c, h, w = x.shape\n    windows = ",
+        "    return F.max_pool2d(x, 2, return_indices=True)\n    n, c, h, w = x.shape\n    windows = ",
+        "test_unpool", "which this task forbids"),
     "background_ignored_by_the_loss": (
         "            loss = F.cross_entropy(model(images[idx].to(device)), masks[idx].to(device))\n",
         "            loss = F.cross_entropy(model(images[idx].to(device)), masks[idx].to(device), ignore_index=0)\n",
