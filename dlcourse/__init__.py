@@ -7,6 +7,8 @@ One idea per module:
   explorer     -- the ipywidgets convolution explorer that also works in the static book
   sampling_explorer -- chapter 10's explorer of a language model's sampling temperature and prefix
   nms_explorer -- chapter 11's explorer of what a score threshold and NMS keep of a detector's boxes
+  tconv_explorer -- chapter 12's explorer of a transposed convolution's output size and overlap
+  level_diagram -- chapter 12's encoder-decoder networks drawn by resolution level from their forward pass
   activations  -- activations, their derivatives, stable cross-entropy, dropout, hinge (chapter 2)
   datasets     -- verified data sets (MNIST, digits, The Time Machine) and synthetic ones
   text         -- the character pipeline: vocabulary, batches for truncated BPTT, clipping by

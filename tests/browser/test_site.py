@@ -305,3 +305,37 @@ def test_nms_explorer_responds_to_its_slider_in_the_static_page(site, session):
     assert after[0] == before[0] and after[2] == "no suppression (IoU threshold 1)" and after[3] >= before[3]
     assert not visit.console_errors and not visit.failed_requests and not visit.outside_requests, visit
     page.close()
+
+
+# ---------------------------------------------------------------- transposed-convolution explorer (chapter 12)
+def test_tconv_explorer_responds_to_its_slider_in_the_static_page(site, session):
+    """Chapter 12's explorer without a kernel: it opens on kernel 3 and stride 2 (the checkerboard);
+    one step of the kernel slider shows kernel 4, whose output is one pixel larger and whose overlap
+    is even, as `compute_view` computes them."""
+    from dlcourse.tconv_explorer import compute_view
+
+    page, visit = _open_explorer(site, session, "book/12-", "tx-map", "the transposed-convolution explorer")
+
+    def shown():
+        texts = page.eval_on_selector_all(".tx p", "els => els.filter(e => e.offsetParent !== null)"
+                                                   ".map(e => e.innerText)")
+        sizes = [m for t in texts for m in re.finditer(r"kernel k = (\d+), stride s = (\d+), padding p = (\d+): "
+                                                       r"output .*? = (\d+), so output (\d+) x (\d+)", t)]
+        assert len(sizes) == 1, texts
+        k, s, p, out = (int(sizes[0].group(i)) for i in (1, 2, 3, 4))
+        return (k, s, p, out), " ".join(texts)
+
+    (k, s, p, out), text = shown()
+    opening = compute_view(3, 2, 0)
+    assert (k, s, p, out) == (3, 2, 0, opening["size"]) and "checkerboard" in text, text
+    handle = page.locator(".widget-slider", has_text="kernel k").locator(".noUi-handle")
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => [...document.querySelectorAll('.tx p')].some(e => e.offsetParent !== null"
+                           " && e.innerText.includes('kernel k = 4'))", timeout=10_000)
+    (k, s, p, out), text = shown()
+    after = compute_view(4, 2, 0)
+    assert (k, s, p, out) == (4, 2, 0, after["size"]) == (4, 2, 0, opening["size"] + 1)
+    assert after["pattern"] == "even" and "even overlap" in text, text
+    assert not visit.console_errors and not visit.failed_requests and not visit.outside_requests, visit
+    page.close()
