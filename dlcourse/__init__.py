@@ -14,6 +14,7 @@ One idea per module:
   text         -- the character pipeline: vocabulary, batches for truncated BPTT, clipping by
                   global norm, language-model training and sampling (chapter 10)
   metrics      -- evaluation metrics with their baselines (perplexity, chapter 10)
+  gan          -- chapter 13's game: the players' losses, one alternating step, mode coverage, receptive field, cycle loss
   train, plots, summary, models -- the training toolkit and reference models (chapter 3 on)
 Submodules are imported on demand (`from dlcourse import conv`), so that importing the
 package stays cheap.

@@ -9,6 +9,7 @@
   rnn -- RNN, LSTM and GRU cells and layers from their equations, weights from nn.RNN/LSTM/GRU, a character LM
   detection -- a YOLO-style grid detector and its loss; Faster R-CNN's RPN and RoI head in a small two-stage detector
   segmentation -- FCN-32s/16s/8s, SegNet, U-Net, FC-DenseNet (the tiramisu) and Mask R-CNN's mask head
+  gan -- DCGAN's generator and discriminator for 28x28 images, pix2pix's 70x70 PatchGAN
 
 `from dlcourse.models import vgg16` imports only the module that defines it (PEP 562): a
 page about VGG does not pay for every model, and while an assignment is graded the module
@@ -43,6 +44,7 @@ _EXPORTS = {
     "detection": ["RPNHead", "RoIHead", "TwoStageDetector", "YOLOGrid"],
     "segmentation": ["FCDenseNet", "FCN", "MaskHead", "SegNet", "UNet", "fc_densenet", "fcn16s", "fcn32s", "fcn8s",
                      "segnet", "unet"],
+    "gan": ["DCGANDiscriminator", "DCGANGenerator", "PatchGAN"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
