@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["discriminator_loss", "generator_loss_minimax", "generator_loss_nonsaturating", "train_step",
-           "mode_coverage", "receptive_field", "cycle_consistency_loss", "identity_loss"]
+           "mode_coverage", "receptive_field", "pix2pix_generator_loss", "cycle_consistency_loss", "identity_loss"]
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,11 @@ def train_step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.opti
                nonsaturating: bool = True) -> dict[str, float]:
     """One round of the game: a step of D on real and generated samples (G's output detached, so G
     is not changed), then a step of G through D on the same z (D's gradients are discarded: only
-    opt_g steps). Returns both players' losses before their steps."""
+    opt_g steps). Both players are put in training mode first (batch norm normalises each batch
+    with its own statistics, and D sees the real and the generated batch in separate calls).
+    Returns both players' losses before their steps."""
+    generator.train()
+    discriminator.train()
     fake = generator(z)
     d_loss = discriminator_loss(discriminator(real), discriminator(fake.detach()))
     opt_d.zero_grad()
@@ -79,6 +83,14 @@ def receptive_field(layers) -> int:
     for kernel, stride in reversed(list(layers)):
         r = (r - 1) * stride + kernel
     return r
+
+
+def pix2pix_generator_loss(fake_logits: torch.Tensor, generated: torch.Tensor, target: torch.Tensor,
+                           l1_weight: float = 100.0) -> torch.Tensor:
+    """pix2pix's generator objective (Isola et al. 2017, eq. 4): the non-saturating adversarial loss
+    on D's logits for the (input, generated) pairs plus l1_weight * mean |target - generated|, the
+    L1 distance between the generated image and the paired ground truth (lambda = 100 in the paper)."""
+    return generator_loss_nonsaturating(fake_logits) + l1_weight * (target - generated).abs().mean()
 
 
 def cycle_consistency_loss(real_a: torch.Tensor, reconstructed_a: torch.Tensor,

@@ -17,17 +17,19 @@ class RingOfGaussians(NamedTuple):
     centers: torch.Tensor  # (modes, 2) float32
 
 
-def ring_centers(modes: int = 8, radius: float = 2.0) -> torch.Tensor:
-    """(modes, 2) centres at angles 2*pi*k/modes on a circle of ``radius``."""
-    angle = 2 * math.pi * torch.arange(modes, dtype=torch.float64) / modes
-    return (radius * torch.stack([angle.cos(), angle.sin()], dim=1)).float()
+def ring_centers(modes: int = 8, radius: float = 2.0, rotation: float = 0.0,
+                 center: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+    """(modes, 2) centres at angles rotation + 2*pi*k/modes on a circle of ``radius`` around ``center``."""
+    angle = rotation + 2 * math.pi * torch.arange(modes, dtype=torch.float64) / modes
+    ring = radius * torch.stack([angle.cos(), angle.sin()], dim=1)
+    return (ring + torch.tensor(center, dtype=torch.float64)).float()
 
 
 def ring_of_gaussians(n: int = 10_000, modes: int = 8, radius: float = 2.0, std: float = 0.02,
-                      seed: int = 0) -> RingOfGaussians:
+                      seed: int = 0, rotation: float = 0.0, center: tuple[float, float] = (0.0, 0.0)) -> RingOfGaussians:
     """Draw ``n`` points: a uniformly chosen mode, plus Gaussian noise of ``std``."""
     g = torch.Generator().manual_seed(seed)
-    centers = ring_centers(modes, radius)
+    centers = ring_centers(modes, radius, rotation, center)
     which = torch.randint(modes, (n,), generator=g)
     points = centers[which] + std * torch.randn(n, 2, generator=g)
     return RingOfGaussians(points, which, centers)

@@ -44,7 +44,7 @@ _EXPORTS = {
     "detection": ["RPNHead", "RoIHead", "TwoStageDetector", "YOLOGrid"],
     "segmentation": ["FCDenseNet", "FCN", "MaskHead", "SegNet", "UNet", "fc_densenet", "fcn16s", "fcn32s", "fcn8s",
                      "segnet", "unet"],
-    "gan": ["DCGANDiscriminator", "DCGANGenerator", "PatchGAN"],
+    "gan": ["DCGANDiscriminator", "DCGANGenerator", "PatchGAN", "RingDiscriminator", "RingGenerator"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

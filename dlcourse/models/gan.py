@@ -17,10 +17,35 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["DCGANGenerator", "DCGANDiscriminator", "PatchGAN", "PATCHGAN_70"]
+__all__ = ["RingGenerator", "RingDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "PatchGAN", "PATCHGAN_70"]
 
 # (kernel, stride) of each convolution of the 70 x 70 PatchGAN, input to output
 PATCHGAN_70 = ((4, 2), (4, 2), (4, 2), (4, 1), (4, 1))
+
+
+class RingGenerator(nn.Module):
+    """The players of the ring of Gaussians: z (N, latent) -> points (N, 2), an MLP with two hidden
+    layers of `hidden` ReLU units (the plain players of Goodfellow et al. 2014's toy experiments)."""
+
+    def __init__(self, latent: int = 8, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 2))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class RingDiscriminator(nn.Module):
+    """Points (N, 2) -> one logit per point (N,): an MLP with two hidden layers of LeakyReLU(0.2)."""
+
+    def __init__(self, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
 
 
 class DCGANGenerator(nn.Module):
