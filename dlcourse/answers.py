@@ -37,6 +37,9 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "a11-detection": ("dlcourse.boxes", "dlcourse.metrics", "dlcourse.models.detection"),
     # upsampling, the segmentation metrics and the segmentation models (which import dlcourse.upsample)
     "a12-segmentation": ("dlcourse.upsample", "dlcourse.metrics", "dlcourse.models.segmentation"),
+    # the players' losses, the training step, mode coverage, the receptive field (dlcourse.gan) and the
+    # networks (DCGAN, PatchGAN, the ring's players)
+    "a13-gans": ("dlcourse.gan", "dlcourse.models.gan"),
 }
 
 # The grader's own process sets this so that its reference code stays importable.

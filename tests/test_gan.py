@@ -150,3 +150,24 @@ def test_patchgan_sees_70_pixels_and_gives_a_map_of_patch_logits():
         if isinstance(m, nn.Conv2d):
             nn.init.uniform_(m.weight, 0.5, 1.0)
     assert _footprint(small, 160) == 70                                   # what one logit really depends on
+
+
+def test_pix2pix_objective_is_the_adversarial_term_plus_weighted_l1_to_the_target():
+    g = torch.Generator().manual_seed(11)
+    logits, generated, target = torch.randn(2, 1, 6, 6, generator=g), torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    want = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits)) + 100.0 * F.l1_loss(generated, target)
+    torch.testing.assert_close(gan.pix2pix_generator_loss(logits, generated, target), want)
+    torch.testing.assert_close(gan.pix2pix_generator_loss(logits, target, target, l1_weight=7.0), gan.generator_loss_nonsaturating(logits))
+
+
+def test_a_rotated_and_moved_ring_keeps_its_radius_and_spacing():
+    centers = ring_centers(8, 1.7, rotation=0.3, center=(0.5, -0.25))
+    offset = centers - torch.tensor([0.5, -0.25])
+    torch.testing.assert_close(offset.norm(dim=1), torch.full((8,), 1.7))
+    angles = torch.atan2(offset[:, 1], offset[:, 0])
+    torch.testing.assert_close(angles[0], torch.tensor(0.3))
+    gaps = torch.remainder(angles.roll(-1) - angles, 2 * math.pi)
+    torch.testing.assert_close(gaps, torch.full((8,), 2 * math.pi / 8))
+    ring = ring_of_gaussians(2000, 8, 1.7, 0.05, seed=2, rotation=0.3, center=(0.5, -0.25))
+    assert torch.equal(ring.centers, centers)
+    assert float((ring.points - centers[ring.modes]).norm(dim=1).max()) < 0.05 * 6

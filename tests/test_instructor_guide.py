@@ -19,8 +19,9 @@ def _assignments(text: str) -> dict[str, tuple[str, str, str, str]]:
 
 def _grader_target(nb) -> str:
     """The grader's target on its own task: `_GLYPH_TARGET` (an accuracy), `_MAP50` (a detector's
-    mAP@0.5), `_MIOU` (a segmenter's mean IoU over the object classes) or `_PPL_RATIO` (a perplexity as a fraction of the unigram model's) in the hidden
-    convergence test."""
+    mAP@0.5), `_MIOU` (a segmenter's mean IoU over the object classes), `_PPL_RATIO` (a perplexity as a fraction
+    of the unigram model's) or `_MODES` and `_QUALITY` (a GAN's modes covered and fraction of high-quality
+    samples) in the hidden convergence test."""
     for cell in nb.cells:
         if checks.nbgrader_meta(cell).get("grade_id") == "test_convergence":
             m = re.search(r"^_GLYPH_TARGET = ([0-9.]+)", cell.source, re.M)
@@ -32,6 +33,9 @@ def _grader_target(nb) -> str:
             m = re.search(r"^_MIOU = ([0-9.]+)", cell.source, re.M)
             if m:
                 return f"mean IoU {float(m[1]):.2f} over the object classes"
+            m = re.search(r"^_MODES = ([0-9]+)[^\n]*\n_QUALITY = ([0-9.]+)", cell.source, re.M)
+            if m:
+                return f"{m[1]} of 8 modes, {float(m[2]):.2f} of the samples of high quality"
             m = re.search(r"^_PPL_RATIO = ([0-9.]+)", cell.source, re.M)
             return f"perplexity at most {float(m[1]):g} of the unigram model's" if m else "-"
     return "-"
@@ -50,6 +54,9 @@ def _settings(source: str, condition: str) -> dict[str, str]:
 def _target(settings: dict[str, str], measure: str = "mAP@0.5") -> str:
     if not settings:
         return "-"
+    if "TARGET_MODES" in settings:   # a GAN: modes covered and high-quality samples after a number of steps
+        return (f"{settings['TARGET_MODES']} of 8 modes, {float(settings['TARGET_QUALITY']):.2f} of the samples of high "
+                f"quality after {settings['STEPS']} steps")
     if "STEPS" in settings:   # a language model: a perplexity after a number of updates
         return f"perplexity {float(settings['TARGET']):.1f} after {settings['STEPS']} updates"
     if "N_TRAIN" in settings:  # a detector or a segmenter: mAP@0.5 or mean IoU on held-out scenes after a number of epochs
@@ -78,6 +85,9 @@ def test_every_assignment_is_listed_with_its_points_and_targets():
             assert f"It must be at most {ratio} times the perplexity of the unigram model" in intro, name
         elif grader.startswith("mAP"):
             assert f"must be at least {float(grader.split()[-1]):g}." in intro, name
+        elif "modes" in grader:
+            modes, quality = re.fullmatch(r"(\d+) of 8 modes, ([0-9.]+) of the samples of high quality", grader).groups()
+            assert f"must cover at least {modes} of the 8 modes, with at least {float(quality):g} of its samples of high quality" in intro, name
         elif grader.startswith("mean IoU"):
             assert f"must be at least {float(grader.split()[2]):g}." in intro, name
         elif grader != "-":

@@ -29,6 +29,7 @@ class RingGenerator(nn.Module):
 
     def __init__(self, latent: int = 8, hidden: int = 128):
         super().__init__()
+        self.latent = latent
         self.net = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, 2))
 
