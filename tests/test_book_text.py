@@ -21,7 +21,7 @@ import torch.nn.functional as F
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHAPTERS = ["01-convolution", "02-building-blocks", "03-lenet", "04-alexnet", "05-vgg", "06-googlenet",
             "07-batchnorm", "08-resnet", "09-densenet", "10-rnn", "11-detection",
-            "12-segmentation"]
+            "12-segmentation", "13-gans"]
 NOTEBOOKS = sorted(p for c in CHAPTERS for p in (ROOT / "book" / c).glob("*.ipynb"))
 FENCE = re.compile(r"```python\n(.*?)```", re.S)
 
@@ -157,6 +157,7 @@ def test_chapters_list_references_to_the_papers():
         "10-rnn": ["Elman", "Hochreiter", "Cho", "Schuster", "Bengio"],
         "11-detection": ["Girshick", "Ren", "Redmon", "Lin", "Everingham"],
         "12-segmentation": ["Long", "Badrinarayanan", "Ronneberger", "Jégou", "He"],
+        "13-gans": ["Goodfellow", "Radford", "Isola", "Zhu"],
     }
     for chapter, names in needed.items():
         text = re.sub(r"\s+", " ", (ROOT / "book" / chapter / "index.md").read_text())

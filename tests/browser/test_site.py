@@ -339,3 +339,43 @@ def test_tconv_explorer_responds_to_its_slider_in_the_static_page(site, session)
     assert after["pattern"] == "even" and "even overlap" in text, text
     assert not visit.console_errors and not visit.failed_requests and not visit.outside_requests, visit
     page.close()
+
+
+# ---------------------------------------------------------------- ring-of-Gaussians explorer (chapter 13)
+def test_ring_explorer_steps_through_both_runs_in_the_static_page(site, session):
+    """Chapter 13's explorer without a kernel: it opens on the healthy run's last snapshot; one step
+    left of the slider shows the snapshot before, and the second run's button shows that run at the
+    same step. The modes each view states are the ones the page's own cell printed for that run and
+    step (its "modes covered by step" lines)."""
+    page, visit = _open_explorer(site, session, "book/13-", "rx-map", "the ring explorer")
+    printed = {}
+    for line in page.inner_text("body").splitlines():
+        m = re.match(r"(.+?): modes covered by step\s+(.*)$", line.strip())
+        if m:
+            printed[m.group(1)] = {int(s): int(n) for s, n in re.findall(r"(\d+): (\d+)", m.group(2))}
+    assert len(printed) == 2, printed
+
+    def shown():
+        texts = page.eval_on_selector_all(".rx p", "els => els.filter(e => e.offsetParent !== null)"
+                                                   ".map(e => e.innerText)")
+        found = [m for t in texts for m in re.finditer(r"(.+), step (\d+) of (\d+): (\d+) of 8 modes covered", t)]
+        assert len(found) == 1, texts
+        return found[0].group(1), int(found[0].group(2)), int(found[0].group(3)), int(found[0].group(4))
+
+    healthy, collapsed = list(printed)
+    name, step, total, modes = shown()
+    assert (name, step) == (healthy, total) and modes == printed[healthy][step]
+    handle = page.locator(".widget-slider", has_text="step").locator(".noUi-handle")
+    handle.focus()
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"() => [...document.querySelectorAll('.rx p')].some(e => e.offsetParent !== null"
+                           f" && e.innerText.includes('step {total - 250} of'))", timeout=10_000)
+    name, step, _, modes = shown()
+    assert (name, step) == (healthy, total - 250) and modes == printed[healthy][step]
+    page.get_by_role("button", name=collapsed).click()
+    page.wait_for_function("() => [...document.querySelectorAll('.rx p')].some(e => e.offsetParent !== null"
+                           " && e.innerText.includes(\"10x\"))", timeout=10_000)
+    name, step, _, modes = shown()
+    assert (name, step) == (collapsed, total - 250) and modes == printed[collapsed][step]
+    assert not visit.console_errors and not visit.failed_requests and not visit.outside_requests, visit
+    page.close()
