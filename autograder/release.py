@@ -121,15 +121,42 @@ def generate(root: pathlib.Path, assignment: str, out_dir: pathlib.Path) -> path
     return dest
 
 
-def _grade(source_nb: pathlib.Path, submitted: nbformat.NotebookNode, released_nb: pathlib.Path, timeout: int):
+# The cells of an assignment's training: the notebook's own run and the test that checks it (whose
+# hidden part is the grader's own training on its own task).
+TRAINING_CELL, CONVERGENCE_TEST = "training_run", "test_convergence"
+LEFT_OUT = "# left out: {}"
+
+
+def leave_out_training(nb: nbformat.NotebookNode, keep_hidden_convergence: bool = False) -> nbformat.NotebookNode:
+    """Leave out, in place, the notebook's own training run (training is the slow part of grading an
+    assignment). With `keep_hidden_convergence` the convergence test keeps only its hidden part, the
+    grader's own training, which then alone decides that test; without it, the test is left out too
+    (replaced by a comment: it passes and proves nothing, so callers leave it out of their results)."""
+    for cell in nb.cells:
+        gid = checks.nbgrader_meta(cell).get("grade_id")
+        if gid == TRAINING_CELL:
+            cell.source = LEFT_OUT.format("the notebook's own training run")
+        elif gid == CONVERGENCE_TEST:
+            hidden = cell.source.find(checks.BEGIN_HIDDEN)
+            cell.source = (cell.source[hidden:] if keep_hidden_convergence and hidden >= 0
+                           else LEFT_OUT.format("the checks of the training run"))
+    return nb
+
+
+def _grade(source_nb: pathlib.Path, submitted: nbformat.NotebookNode, released_nb: pathlib.Path, timeout: int,
+           train: bool = True):
     from autograder.grade import grade_here
 
     source = nbformat.read(source_nb, as_version=4)
     release = nbformat.read(released_nb, as_version=4)
+    if not train:
+        for nb in (source, submitted, release):
+            leave_out_training(nb)
     return grade_here(source, submitted, release, assignment=source_nb.parent.name, cell_timeout=timeout)
 
 
-def prove_solution_passes(source_nb: pathlib.Path, released_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> None:
+def prove_solution_passes(source_nb: pathlib.Path, released_nb: pathlib.Path, timeout: int = DEFAULT_CELL_TIMEOUT,
+                          train: bool = True) -> None:
     """Graded by the grader itself, the release with the solutions filled in (what a student
     who answered everything submits) earns every point, and no cell of it raises or draws a
     remark.
@@ -138,13 +165,16 @@ def prove_solution_passes(source_nb: pathlib.Path, released_nb: pathlib.Path, ti
     meets: every cell of the release runs top to bottom (visible tests included), in the
     sandbox, where the course library's answers are withheld as they are in a student's
     kernel, and nothing the release lost in generation (a locked cell, a helper) is missing.
+
+    With `train` False the training run and its convergence test are left out (everything else
+    runs): the quick proof; `make grading-test` gives the whole one.
     """
     from autograder.demo import fill_release, solution_answers
 
     source = nbformat.read(source_nb, as_version=4)
     answers = solution_answers(source)
     filled = fill_release(nbformat.read(released_nb, as_version=4), answers, set(answers))
-    ex = _grade(source_nb, filled, released_nb, timeout)
+    ex = _grade(source_nb, filled, released_nb, timeout, train)
     failed = [t for t in ex.tests if t.status != "passed"]
     problems = [f"  {t.grade_id}: {t.message or t.status}" for t in failed]
     problems += [f"  {d['cell']}: {d['message']}" for d in ex.diagnostics]
@@ -194,24 +224,27 @@ def _differences(fresh: pathlib.Path, committed: pathlib.Path) -> list[str]:
 
 
 def prove_all(notebooks: list[pathlib.Path], released_dir: pathlib.Path, assignment: str,
-              timeout: int = DEFAULT_CELL_TIMEOUT, echo=None) -> None:
-    """The two proofs for each source notebook against its release in `released_dir`."""
+              timeout: int = DEFAULT_CELL_TIMEOUT, echo=None, train: bool = True) -> None:
+    """The two proofs for each source notebook against its release in `released_dir` (with `train`
+    False, the first leaves out the training run and its test)."""
     echo = echo or (lambda line: print(line, flush=True))
     for nb in notebooks:
         t0 = time.perf_counter()
-        prove_solution_passes(nb, released_dir / nb.name, timeout)
-        echo(f"{assignment}: {nb.name} filled in earns every point, every cell runs ({time.perf_counter() - t0:.1f} s)")
+        prove_solution_passes(nb, released_dir / nb.name, timeout, train)
+        what = "earns every point" if train else "earns every point but the training's"
+        echo(f"{assignment}: {nb.name} filled in {what}, every cell runs ({time.perf_counter() - t0:.1f} s)")
         t0 = time.perf_counter()
         prove_release_fails(nb, released_dir / nb.name, timeout)
         echo(f"{assignment}: untouched release earns nothing ({time.perf_counter() - t0:.1f} s)")
 
 
-def prove_committed(root: pathlib.Path, assignment: str, timeout: int = DEFAULT_CELL_TIMEOUT, echo=None) -> None:
+def prove_committed(root: pathlib.Path, assignment: str, timeout: int = DEFAULT_CELL_TIMEOUT, echo=None,
+                    train: bool = True) -> None:
     """The proofs against the committed release (`release --check --no-prove` says it is current)."""
     cfg = _course_config(root)
     src = root / cfg.CourseDirectory.get("source_directory", "solutions") / assignment
     released = root / cfg.CourseDirectory.get("release_directory", "assignments") / assignment
-    prove_all(sorted(src.glob("*.ipynb")), released, assignment, timeout, echo)
+    prove_all(sorted(src.glob("*.ipynb")), released, assignment, timeout, echo, train)
 
 
 # --------------------------------------------------------------------------- one assignment

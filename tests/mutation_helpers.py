@@ -17,31 +17,14 @@ import pathlib
 import nbformat
 
 from autograder import notebook_checks as checks
+from autograder import release
 from autograder.grade import grade_here
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-TRAINING_CELL, CONVERGENCE_TEST = "training_run", "test_convergence"
-LEFT_OUT = "# left out by the mutation test: {}"
-
-
-def _without_training(*notebooks, keep_hidden_convergence: bool) -> None:
-    """Leave out the notebook's own training run in every copy the grader reads (source,
-    submission, release). With `keep_hidden_convergence`, the convergence test keeps only its
-    hidden part (the grader's own training on its own task), so that a mutant aimed at that test
-    is caught by the check that decides the grade, never by the notebook's visible assertions on
-    a run the student's kernel computed; without it, the convergence test fails at once and is
-    left out of the result."""
-    for nb in notebooks:
-        for cell in nb.cells:
-            gid = checks.nbgrader_meta(cell).get("grade_id")
-            if gid == TRAINING_CELL:
-                cell.source = LEFT_OUT.format("the notebook's own training run")
-            elif gid == CONVERGENCE_TEST and keep_hidden_convergence:
-                hidden = cell.source.find(checks.BEGIN_HIDDEN)
-                cell.source = (cell.source[hidden:] if hidden >= 0
-                               else LEFT_OUT.format("the visible checks of the notebook's own run"))
+# the notebook's own training run and its test, left out where a mutant does not need them
+TRAINING_CELL, CONVERGENCE_TEST = release.TRAINING_CELL, release.CONVERGENCE_TEST
 
 
 def mutant_target(spec: tuple) -> str:
@@ -67,8 +50,9 @@ def run_mutated(source: pathlib.Path, tmp_path: pathlib.Path, mutants: dict, mes
         hits[0].source = hits[0].source.replace(old, new)
     released = nbformat.read(REPO / "assignments" / source.parent.name / source.name, as_version=4)
     targets_convergence = any(mutant_target(spec) == CONVERGENCE_TEST for spec in mutants.values())
-    if not train:
-        _without_training(original, nb, released, keep_hidden_convergence=targets_convergence)
+    if not train:   # the training's cells left out; a convergence test kept as the grader's own run where a mutant aims at it
+        for notebook in (original, nb, released):
+            release.leave_out_training(notebook, keep_hidden_convergence=targets_convergence)
     ex = grade_here(original, nb, released, assignment=source.parent.name)
     exercised = train or targets_convergence
     tests = [t for t in ex.tests if exercised or t.grade_id != CONVERGENCE_TEST]

@@ -6,7 +6,9 @@ for every assignment, so that chapter 14's assignment is checked the day its fol
 - its source notebook is well formed (release checks, points, hidden tests in every graded cell,
   the cells the grader needs kept in the kernel: `WELL_FORMED` in its test module);
 - the grader proves the committed release: with the solutions filled in it earns every point
-  and every cell runs cleanly, and untouched it earns nothing;
+  and every cell runs cleanly, and untouched it earns nothing (in `make test` with the training run
+  and its convergence test left out, the slow part; in `make grading-test` whole, training and the
+  grader's own convergence run included);
 - it has a test module, and every graded cell is the target of at least one mutant there (a
   graded cell no mistake is shown to fail is a cell nobody knows to work).
 
@@ -69,8 +71,23 @@ def test_source_is_well_formed(name):
 @pytest.mark.parametrize("name", _params())
 def test_release_is_proven_by_the_grader(name):
     # `make release-check` proves assignments/ current; here the grader proves that the release with
-    # the solutions filled in earns every point with every cell clean, and the untouched release none
-    release.prove_committed(ROOT, name, echo=lambda *_: None)
+    # the solutions filled in earns every point with every cell clean (the training run and its test
+    # left out: the test below runs them), and the untouched release none
+    release.prove_committed(ROOT, name, echo=lambda *_: None, train=False)
+
+
+def _trained():
+    """The assignments with a training run (the others' proof above is already whole)."""
+    return [p for p in _params() if any(checks.nbgrader_meta(c).get("grade_id") == release.TRAINING_CELL
+                                        for c in nbformat.read(_source(p.values[0]), as_version=4).cells)]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", _trained())
+def test_release_with_its_training_is_proven_by_the_grader(name):
+    # the whole proof: the notebook's own training reaches its target and the grader's own run on its
+    # own task passes, with every other cell as above
+    release.prove_committed(ROOT, name, echo=lambda *_: None, train=True)
 
 
 @pytest.mark.parametrize("name", _params())
