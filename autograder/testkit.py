@@ -58,6 +58,20 @@ def map_state_dict(state_dict: dict, mapping: dict[str, str]) -> dict:
     return out
 
 
+def units(model: torch.nn.Module, split: tuple[str, ...] = ()) -> dict[str, torch.nn.Module]:
+    """The blocks of a reference `model` for `match_units`, named from the model's root: each child
+    that holds tensors, with the children named in `split` (a ModuleList of blocks, a Sequential of
+    layers) replaced by their entries ("down.0", "down.1", ...). `units(unet, split=("down", "up",
+    "decode"))` gives a U-Net's blocks, `units(dcgan, split=("net",))` every layer of its Sequential."""
+    out = {}
+    for name, child in model.named_children():
+        parts = child.named_children() if name in split else [(None, child)]
+        for sub, module in parts:
+            if len(module.state_dict()):
+                out[name if sub is None else f"{name}.{sub}"] = module
+    return out
+
+
 def match_units(state_dict: dict, units: dict[str, torch.nn.Module]) -> dict[str, str]:
     """{student key: reference key} for a student's state dict whose blocks may come in any order.
 

@@ -18,6 +18,7 @@ from autograder.restore import GradedCell
 from autograder.review import review
 from autograder.sandbox import withheld_library
 from autograder.testkit import count_params, forbidden_uses, function_source, map_state_dict, match_units
+from autograder.testkit import units as reference_units
 from dlcourse.answers import ANSWERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,10 +123,9 @@ def test_match_units_finds_blocks_in_any_order_by_their_shapes():
     from dlcourse.models.segmentation import UNet
 
     ref = UNet(((4, 2), (8, 2), (16, 2)), 3, 1)
-    units = {f"down.{i}": b for i, b in enumerate(ref.down)}
-    units.update({"bottom": ref.bottom, "classifier": ref.classifier})
-    units.update({f"up.{i}": u for i, u in enumerate(ref.up)})
-    units.update({f"decode.{i}": b for i, b in enumerate(ref.decode)})
+    units = reference_units(ref, split=("down", "up", "decode"))
+    assert sorted(units) == ["bottom", "classifier", "decode.0", "decode.1", "down.0", "down.1", "up.0", "up.1"]
+    assert units["down.1"] is ref.down[1] and units["classifier"] is ref.classifier
     theirs = ref.state_dict()
     # the same tensors under other names, in data-flow order: encoder, bottom, (up, block) per level, classifier
     order = [k for k in theirs if k.startswith(("down.", "bottom."))]
@@ -141,6 +141,20 @@ def test_match_units_finds_blocks_in_any_order_by_their_shapes():
         match_units(shuffled, units)
     with pytest.raises(AssertionError, match="not found"):                # the classifier left out
         match_units(dict(list(student.items())[:-2]), units)
+
+
+def test_units_of_a_sequential_are_its_layers_with_tensors():
+    from torch import nn
+
+    ref = nn.Module()
+    ref.net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    ref.head = nn.Linear(2, 1)
+    ref.act = nn.Tanh()
+    units = reference_units(ref, split=("net",))
+    assert list(units) == ["net.0", "net.2", "net.3", "head"]        # ReLU and Tanh hold no tensors
+    assert units["net.2"] is ref.net[2]
+    assert list(reference_units(ref)) == ["net", "head"]
+
 
 @pytest.mark.parametrize("raw, safe", [("alice", "alice"), ("bob.smith@uni.edu", "bob.smith@uni.edu")])
 def test_safe_ids_keep_ordinary_names(raw, safe):
