@@ -189,3 +189,15 @@ def test_the_pages_print_their_time_and_threads_and_type_no_hardware():
     # the DCGAN page says which data it trained on, from the split itself
     assert "splits.description" in _code("dcgan.ipynb") and '"prefetch"' not in _code("dcgan.ipynb")
     assert _nb("dcgan.ipynb").metadata["dlcourse"]["prefetch"] == ["mnist-test-images", "mnist-test-labels"]
+
+
+def test_the_note_on_the_patchgans_strides():
+    """The appendix's "stride 2" everywhere would not give 70 x 70: the note says so, and the cell
+    after it computes the field and the map of that chain."""
+    assert gan.receptive_field([(4, 2)] * 5) == 94 > 70
+    with torch.device("meta"):
+        chain = nn.Sequential(*[nn.Conv2d(6, 6, 4, 2, 1) for _ in range(5)])
+        assert chain(torch.empty(1, 6, 256, 256)).shape[-1] == 8 < 30
+    text = _flat(_markdown("translation.ipynb"))
+    assert '"applied with stride 2"' in text and "the last two convolutions have stride 1" in text
+    assert [s for _, s in PATCHGAN_70][-2:] == [1, 1]

@@ -143,6 +143,25 @@ def test_match_units_finds_blocks_in_any_order_by_their_shapes():
         match_units(dict(list(student.items())[:-2]), units)
 
 
+def test_random_state_keeps_counters_and_makes_evaluation_mode_differ():
+    import torch
+    from torch import nn
+
+    from autograder.testkit import random_state
+
+    net = nn.Sequential(nn.Conv2d(2, 8, 3), nn.BatchNorm2d(8), nn.Linear(4, 3))
+    new = random_state(net.state_dict(), torch.Generator().manual_seed(0))
+    assert list(new) == list(net.state_dict())
+    assert torch.equal(new["1.num_batches_tracked"], net.state_dict()["1.num_batches_tracked"])
+    assert float(new["1.running_var"].min()) >= 0.5 and float(new["1.running_var"].max()) < 1.5
+    assert 0.15 < float(new["0.weight"].std()) < 0.45 and float(new["1.running_mean"].abs().max()) > 0
+    net.load_state_dict(new)
+    x = torch.randn(4, 2, 6, 6)
+    assert not torch.allclose(net[:2].train()(x), net[:2].eval()(x))   # the statistics matter in evaluation mode
+    again = random_state(net.state_dict(), torch.Generator().manual_seed(0))
+    assert all(torch.equal(again[k], new[k]) for k in new)
+
+
 def test_units_of_a_sequential_are_its_layers_with_tensors():
     from torch import nn
 
