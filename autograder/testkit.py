@@ -72,6 +72,23 @@ def units(model: torch.nn.Module, split: tuple[str, ...] = ()) -> dict[str, torc
     return out
 
 
+def random_state(state_dict: dict, generator: torch.Generator, weight_scale: float = 0.3, scale: float = 0.2) -> dict:
+    """Random values for a reference's state dict, to load into the reference and (renamed) into a
+    student's model before comparing them: convolution weights (4-D) ~ N(0, weight_scale), other
+    parameters and running means ~ N(0, scale), running variances in [0.5, 1.5) (so that evaluation
+    mode really differs from training mode), integer counters kept."""
+    new = {}
+    for name, value in state_dict.items():
+        if value.dtype == torch.long:
+            new[name] = value
+        elif name.endswith("running_var"):
+            new[name] = torch.rand(value.shape, generator=generator) + 0.5
+        else:
+            std = weight_scale if name.endswith("weight") and value.dim() == 4 else scale
+            new[name] = torch.randn(value.shape, generator=generator) * std
+    return new
+
+
 def match_units(state_dict: dict, units: dict[str, torch.nn.Module]) -> dict[str, str]:
     """{student key: reference key} for a student's state dict whose blocks may come in any order.
 
