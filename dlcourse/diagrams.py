@@ -11,6 +11,7 @@ Run `trace` on a model built on the `meta` device: shapes flow, nothing is alloc
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -97,16 +98,23 @@ def trace(model: nn.Module, input_size, blocks: tuple[type, ...] = (), skip: tup
             label = name.rsplit(".", 1)[-1] if kind == "block" else _label(mod, kind)   # e.g. "inception3a"
             boxes.append(Box(name, kind, label, shape, sum(q.numel() for q in mod.parameters())))
         handles.append(m.register_forward_hook(hook))
+    forward_on_zeros(model, input_size, device, handles)
+    return boxes
+
+
+def forward_on_zeros(model: nn.Module, input_size, device, handles: list, context=None) -> None:
+    """One forward pass of a batch of one zero input of `input_size`, in evaluation mode and without
+    gradients (the hooks only read shapes), then the model's mode restored and the `handles` of its
+    hooks removed, whatever happened. `context`: one more context to run the pass in."""
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), (context if context is not None else contextlib.nullcontext()):
             model(torch.zeros(1, *input_size, device=device))
     finally:
         model.train(was_training)
         for h in handles:
             h.remove()
-    return boxes
 
 
 def _shape_text(shape: tuple) -> str:

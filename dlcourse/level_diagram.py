@@ -23,6 +23,8 @@ from matplotlib.patches import FancyBboxPatch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from dlcourse.diagrams import forward_on_zeros
+
 __all__ = ["Step", "trace_levels", "draw_levels", "KIND_COLOURS"]
 
 KIND_COLOURS = {"conv": "#4C72B0", "dense": "#8172B3", "down": "#DD8452", "up": "#55A868", "score": "#C44E52"}
@@ -99,15 +101,7 @@ def trace_levels(model: nn.Module, input_size, kinds: dict, labels: dict[str, st
             mode.inside -= 1
             record(kind, name, output, sum(q.numel() for q in mod.parameters()))
         handles += [m.register_forward_pre_hook(enter), m.register_forward_hook(leave)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad(), mode:
-            model(torch.zeros(1, *input_size, device=device))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    forward_on_zeros(model, input_size, device, handles, context=mode)
     return steps
 
 
