@@ -67,7 +67,8 @@ def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, std: float, thre
     """How much of a mixture a generator covers. A sample is of high quality when it lies within
     `threshold` standard deviations of its nearest centre; a mode is covered when at least
     `min_samples` high-quality samples are nearest to it. Returns the number of modes covered and
-    the fraction of high-quality samples (the measures of Metz et al. 2017's ring experiments)."""
+    the fraction of high-quality samples (the measures Srivastava et al. 2017, VEEGAN, report on the
+    ring of Gaussians that Metz et al. 2017 trained on)."""
     distance = torch.cdist(samples.double(), centers.double())                # (n, modes)
     nearest = distance.min(dim=1)
     good = nearest.values <= threshold * std                                  # (n,)

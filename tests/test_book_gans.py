@@ -201,3 +201,13 @@ def test_the_note_on_the_patchgans_strides():
     text = _flat(_markdown("translation.ipynb"))
     assert '"applied with stride 2"' in text and "the last two convolutions have stride 1" in text
     assert [s for _, s in PATCHGAN_70][-2:] == [1, 1]
+
+
+def test_the_chapter_links_its_assignment_and_the_toc_lists_both():
+    index = (ROOT / "book" / "13-gans" / "index.md").read_text()
+    assert "{doc}`a13-gans <../assignments/a13-gans>`" in index
+    toc = (ROOT / "_toc.yml").read_text()
+    assert toc.index("book/12-segmentation/index") < toc.index("book/13-gans/index")
+    assert toc.index("book/assignments/a12-segmentation") < toc.index("book/assignments/a13-gans")
+    page = (ROOT / "book" / "assignments" / "a13-gans.md").read_text()
+    assert "assignments/a13-gans/a13-gans.ipynb" in page and (ROOT / "assignments" / "a13-gans" / "a13-gans.ipynb").exists()
