@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export DLCOURSE_THREADS ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv vendor system-deps book book-strict test unit unit-then-platform grading-test mutation-test site-test browser-test release release-check grade-demo bench freeze clean wheel hub-deps platform-test
+.PHONY: help venv vendor system-deps book book-strict test unit checks-then-unit unit-then-platform grading-test mutation-test site-test browser-test release release-check grade-demo bench freeze clean wheel hub-deps platform-test
 
 help:
 	@echo "make book        build the HTML book into _build/html (fast profile, cached execution)"
@@ -102,17 +102,22 @@ browser-test: venv system-deps
 platform-test: venv system-deps hub-deps
 	$(PY) -m pytest -m "hub or site"
 
-# Two lines side by side: the unit tests (two pytest workers) and then the platform tests (hub,
-# install source), which need the built site too; and the book build (one notebook at a time)
-# followed by the browser tests. The book is built once, by whichever line needs it first, and the
-# platform tests wait for it. Every kernel uses one thread and much of both lines is waiting
-# (kernels starting, servers, time limits), so together they keep both cores busy without
-# starving each other.
-test: venv system-deps vendor wheel hub-deps release-check
+# Two lines side by side: the release check and the unit tests (two pytest workers), then the
+# platform tests (hub, install source; the hub's npm packages are fetched there), which need the
+# built site too; and the book build (one notebook at a time) followed by the browser tests. The
+# book, the longer line, starts as soon as the environment is ready; it is built once, by whichever
+# line needs it first, and the platform tests wait for it. Every kernel uses one thread and much of
+# both lines is waiting (kernels starting, servers, time limits), so together they keep both cores
+# busy without starving each other.
+test: venv system-deps vendor wheel
 	$(MAKE) -j2 --output-sync=target --no-print-directory unit-then-platform site-test
 	@echo "make test: all passed"
 
-unit-then-platform: unit book-strict
+checks-then-unit: venv
+	$(MAKE) --no-print-directory release-check
+	$(MAKE) --no-print-directory unit
+
+unit-then-platform: checks-then-unit book-strict
 	$(MAKE) --no-print-directory platform-test
 
 site-test: book-strict
