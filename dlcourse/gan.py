@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["discriminator_loss", "generator_loss_minimax", "generator_loss_nonsaturating", "train_step",
+__all__ = ["discriminator_loss", "generator_loss_minimax", "generator_loss_nonsaturating", "discriminator_step", "train_step",
            "mode_coverage", "receptive_field", "pix2pix_generator_loss", "cycle_consistency_loss", "identity_loss"]
 
 
@@ -39,6 +39,18 @@ def generator_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
+def discriminator_step(discriminator: nn.Module, opt_d: torch.optim.Optimizer, real: torch.Tensor,
+                       fake: torch.Tensor) -> torch.Tensor:
+    """D's half of a round: its loss on `real` and on `fake` detached (the generator is not changed),
+    scored in two separate calls (batch norm normalises each batch on its own), and one step of
+    `opt_d`. Returns the loss, computed before the step."""
+    d_loss = discriminator_loss(discriminator(real), discriminator(fake.detach()))
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+    return d_loss
+
+
 def train_step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer,
                opt_d: torch.optim.Optimizer, real: torch.Tensor, z: torch.Tensor,
                nonsaturating: bool = True) -> dict[str, float]:
@@ -50,10 +62,7 @@ def train_step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.opti
     generator.train()
     discriminator.train()
     fake = generator(z)
-    d_loss = discriminator_loss(discriminator(real), discriminator(fake.detach()))
-    opt_d.zero_grad()
-    d_loss.backward()
-    opt_d.step()
+    d_loss = discriminator_step(discriminator, opt_d, real, fake)
     fake_logits = discriminator(fake)
     g_loss = generator_loss_nonsaturating(fake_logits) if nonsaturating else generator_loss_minimax(fake_logits)
     opt_g.zero_grad()

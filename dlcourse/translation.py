@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from dlcourse.datasets.shapes import ShapesDataset, shapes_segmentation
-from dlcourse.gan import (cycle_consistency_loss, discriminator_loss, generator_loss_nonsaturating, identity_loss,
-                          pix2pix_generator_loss)
+from dlcourse.gan import (cycle_consistency_loss, discriminator_loss, discriminator_step, generator_loss_nonsaturating,
+                          identity_loss, pix2pix_generator_loss)
 from dlcourse.models import segmentation as S
 
 __all__ = ["LABEL_COLOURS", "PALETTES", "cfgs", "shapes_scenes", "label_map", "photograph", "paired_shapes", "unpaired_shapes",
@@ -136,11 +136,8 @@ def pix2pix_step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.op
     generator.train()
     discriminator.train()
     fake = generator(inputs)
-    d_loss = discriminator_loss(discriminator(torch.cat([inputs, targets], 1)),
-                                discriminator(torch.cat([inputs, fake.detach()], 1)))   # G is not changed here
-    opt_d.zero_grad()
-    d_loss.backward()
-    opt_d.step()
+    # D judges pairs: (input, target) as real, (input, G(input)) as fake (detached: G is not changed here)
+    d_loss = discriminator_step(discriminator, opt_d, torch.cat([inputs, targets], 1), torch.cat([inputs, fake], 1))
     fake_logits = discriminator(torch.cat([inputs, fake], 1))
     g_loss = pix2pix_generator_loss(fake_logits, fake, targets, l1_weight)
     opt_g.zero_grad()
