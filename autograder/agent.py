@@ -3,9 +3,13 @@
 The grader (a trusted process) never sends test code into the kernel. It sends *requests*
 (get this name, call this function with these tensors, read this attribute, ...) as
 `autograder.wire` messages written into the kernel's work directory, then asks the kernel
-to run `__dlcourse_grader__.serve(N)`. The agent does the one thing asked and writes the
+to run `__dlcourse_grader__.serve_all(N)`. The agent does the one thing asked and writes the
 answer back as plain data; objects that are not plain data (functions, classes, modules,
-models, loaders) stay here and are named by a handle number.
+models, loaders) stay here and are named by a handle number. It then asks the grader, on the
+kernel's stdin channel, for the next request (an input request, as `input()` makes), and goes
+on until the grader names none: a test's many calls cost one cell execution, not one each
+(ipykernel spends a few milliseconds of CPU on every execution, a third of that on an input
+request). Where the kernel lacks what this needs, each request is one execution.
 
 Nothing here is trusted. Student code can read, replace or break this agent: the worst it
 can achieve is to send wrong data or none, which the grader's checks then reject. This
@@ -30,6 +34,7 @@ class Agent:
         self.objects = {}   # handle -> object (strong references keep ids stable)
         self.handles = {}   # id(object) -> handle
         self.notes = []
+        self.kernel = None  # the ipykernel Kernel (set by `install`)
 
     # ------------------------------------------------------------ plumbing
     def _handle(self, obj):
@@ -67,6 +72,28 @@ class Agent:
         except BaseException as exc:  # noqa: BLE001 - every student error goes back as data
             reply = {"status": "error", "error": describe_error(exc)}
         self._write(n, reply)
+
+    def serve_all(self, n):
+        """Answer request `n`, then every next one the grader names on the kernel's stdin
+        channel, until it names none (an empty reply). Student code called meanwhile still
+        cannot read stdin: the kernel's flag that allows it stays off (it is the agent that
+        asks, through the kernel's own request function)."""
+        k, ask = self.kernel, getattr(self.kernel, "_input_request", None)
+        try:
+            if ask is None:
+                raise AttributeError("_input_request")
+            ident = k._get_shell_context_var(k._shell_parent_ident)
+            parent = k.get_parent("shell")
+            allowed, k._allow_stdin = k._allow_stdin, False
+        except Exception:  # noqa: BLE001 - another ipykernel: one request per execution
+            self.serve(n)
+            return
+        try:
+            while n:
+                self.serve(n)
+                n = ask("", ident, parent)
+        finally:
+            k._allow_stdin = allowed
 
     def _note(self, text):
         if len(self.notes) < 20:
@@ -330,4 +357,11 @@ def install(folder, ns, wire_source):
     wire = types.ModuleType("_dlcourse_grader_wire")
     exec(compile(wire_source, "<grader wire>", "exec"), wire.__dict__)
     sys.modules.setdefault("_dlcourse_grader_wire", wire)
-    return Agent(folder, ns, wire)
+    agent = Agent(folder, ns, wire)
+    try:  # the kernel, taken before any student code runs (serve_all asks it for the next request)
+        from IPython import get_ipython
+
+        agent.kernel = get_ipython().kernel
+    except Exception:  # noqa: BLE001 - not an ipykernel: one request per execution
+        pass
+    return agent

@@ -455,6 +455,7 @@ def execute(nb: nbformat.NotebookNode, graded: list[GradedCell], workdir: Path, 
                         stopped = f"the kernel stopped in {g.grade_id!r}: {outcome.message}"
                         break
                     continue
+                channel.finish()  # the agent's request loop (if the last test left one) ends before a cell runs
                 client.timeout = int(math.ceil(hard))
                 cpu.begin(f"{_label(cell, idx)} (cell {idx})", budget)
                 try:

@@ -11,7 +11,9 @@ reach; the kernel can only ever send wrong data, or none.
 
     KernelChannel   - one request/reply at a time over files in a folder of the kernel's work
                       directory, reached only through a descriptor opened before the kernel
-                      started (nothing the kernel plants there can redirect the grader)
+                      started (nothing the kernel plants there can redirect the grader);
+                      the agent's loop runs as one cell execution and asks for each next
+                      request on the kernel's stdin channel
     Remote          - a proxy for an object that stays in the kernel
     GraderNamespace - a test's globals: the grader's names first, then the kernel's
     Student         - helpers a test uses explicitly (`student.grad`, `student.loader`, ...)
@@ -32,6 +34,7 @@ from autograder.files import Missing, NotReadable, read_regular
 MAX_REPLY_BYTES = 512 << 20  # 512 MiB, counted again after decoding: far above any fast-profile state dict
 DRAIN_SECONDS = 2.0           # at most this long reading the kernel's broadcast output after a request
 DRAIN_MESSAGES = 10_000       # ... and at most this many messages
+FINISH_SECONDS = 5.0          # at most this long waiting for the agent's request loop to end
 # how much of the student's own exception message reaches feedback: enough to read the error,
 # too little to carry out the hidden inputs the kernel was sent
 MAX_STUDENT_MESSAGE = 240
@@ -128,7 +131,7 @@ class KernelChannel:
     it: the grader still writes only into the directory it opened, creates each request
     exclusively under a fresh unguessable name, and reads regular files only.
     `deadline` (time.monotonic() value) bounds every request; the executor sets it per
-    test cell.
+    test cell, and calls `finish` before it runs a cell in the kernel.
     """
 
     def __init__(self, client, folder: Path):
@@ -144,6 +147,7 @@ class KernelChannel:
         self.test_filename = ""            # the test cell being run (set by autograder.testrun)
         self.forbid: dict | None = None    # what calls may not use (set by `student.forbid`)
         self.last_call_line: int | None = None  # its line that made the last labelled request
+        self.loop: str | None = None       # the msg_id of the agent's running request loop, if any
 
     # -- one round trip
     def request(self, op: str, label: str = "", **fields):
@@ -159,7 +163,7 @@ class KernelChannel:
             fields["forbid"] = self.forbid
         data = wire.dumps({"op": op, **fields}, on_other=self._encode_other)
         self._write_request(n, data, label or op)
-        reply = self._run(f"__dlcourse_grader__.serve({n!r})", label or op)
+        reply = self._run(n, label or op)
         header = self._read_reply(n, reply, label or op)
         for note in header.get("notes", [])[:20]:
             if isinstance(note, str):
@@ -216,63 +220,115 @@ class KernelChannel:
         raise NotPlainData(f"cannot send a {type(obj).__name__} to the student's kernel: "
                            "send tensors, numbers, strings, lists or dicts, or objects that came from the kernel")
 
-    def _run(self, code: str, what: str) -> dict:
-        """Execute one line in the kernel; wait for its reply until the deadline."""
-        from jupyter_core.utils import ensure_async, run_sync
+    def _run(self, n: str, what: str) -> dict:
+        """Hand request `n` to the kernel and wait for its answer, until the deadline.
+
+        The first request after a cell starts the agent's loop (`serve_all`: one execution of
+        an expression after an empty cell, which does not pass through the input transformers,
+        history or cell events that the notebook's code may have changed); each next request
+        answers the input request by which the agent asks for more. Returns the loop's execute
+        reply where the loop ended with this request, else {}."""
+        from jupyter_core.utils import run_sync
 
         kc = self.client.kc
-
-        async def wait(msg_id):
-            while True:
-                left = self.deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                try:
-                    msg = await ensure_async(kc.shell_channel.get_msg(timeout=min(0.5, left)))
-                except Empty:
-                    if not await ensure_async(kc.is_alive()):
-                        raise KernelDied(f"the kernel died while running {what}")
-                    continue
-                if msg.get("parent_header", {}).get("msg_id") == msg_id:
-                    return msg
-
-        async def drain():
-            # what the kernel broadcast meanwhile is nobody's: drop it, within a bound of time and
-            # count (a kernel thread that publishes without end must not keep the grader here)
-            stop = time.monotonic() + DRAIN_SECONDS
-            for _ in range(DRAIN_MESSAGES):
-                if time.monotonic() > stop:
-                    return
-                try:
-                    await ensure_async(kc.iopub_channel.get_msg(timeout=0))
-                except Empty:
-                    return
-
-        # an expression evaluated after an empty cell: it does not pass through the input
-        # transformers, history or cell events that the notebook's code may have changed
         allowed = max(0.0, self.deadline - time.monotonic())
-        msg_id = kc.execute("", silent=True, store_history=False, allow_stdin=False, stop_on_error=False,
-                            user_expressions={"r": code})
+        if self.loop is None:
+            self.loop = kc.execute("", silent=True, store_history=False, allow_stdin=True, stop_on_error=False,
+                                   user_expressions={"r": f"__dlcourse_grader__.serve_all({n!r})"})
+        else:
+            kc.input(n)
         try:
-            reply = run_sync(wait)(msg_id)
+            got = run_sync(self._next)(what)
         except KernelDied:
             self.dead = True
             raise
-        if reply is None:
+        if got is None:
             # interrupt (message mode: a signal would not cross bubblewrap) and give it a moment
             try:
                 run_sync(self.client.km.interrupt_kernel)()
                 self.deadline = time.monotonic() + 5
-                reply = run_sync(wait)(msg_id)
+                if run_sync(self._next)(what) == "asks":
+                    self.finish()
+                got = None if self.loop is not None else {}
             except Exception:  # noqa: BLE001 - any failure here means the kernel is unusable
-                reply = None
-            if reply is None:
+                got = None
+            if got is None:
                 self.dead = True
             raise KernelUnresponsive(f"{what} did not finish within {allowed:.0f} s of wall-clock time, the time left "
                                      "for this test (it waited rather than computed)"
                                      + ("; the kernel was stopped" if self.dead else ""))
-        run_sync(drain)()
-        return reply
+        run_sync(self._drain)()
+        return {} if got == "asks" else got
+
+    async def _next(self, what: str):
+        """Wait for the agent's loop to move on: "asks" (it answered and asks for the next
+        request), the loop's execute reply (it ended), or None at the deadline."""
+        import zmq
+        import zmq.asyncio
+        from jupyter_core.utils import ensure_async
+
+        kc = self.client.kc
+        poller = zmq.asyncio.Poller()
+        poller.register(kc.stdin_channel.socket, zmq.POLLIN)
+        poller.register(kc.shell_channel.socket, zmq.POLLIN)
+        while True:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready = dict(await poller.poll(int(1000 * min(0.5, left)) + 1))
+            if not ready:
+                if not await ensure_async(kc.is_alive()):
+                    raise KernelDied(f"the kernel died while running {what}")
+                continue
+            if kc.stdin_channel.socket in ready:
+                msg = await kc.stdin_channel.get_msg(timeout=0)
+                if msg.get("msg_type") == "input_request" and msg.get("parent_header", {}).get("msg_id") == self.loop:
+                    return "asks"
+            if kc.shell_channel.socket in ready:
+                msg = await kc.shell_channel.get_msg(timeout=0)
+                if msg.get("parent_header", {}).get("msg_id") == self.loop:
+                    self.loop = None
+                    return msg
+
+    async def _drain(self):
+        # what the kernel broadcast meanwhile is nobody's: drop it, within a bound of time and
+        # count (a kernel thread that publishes without end must not keep the grader here)
+        from jupyter_core.utils import ensure_async
+
+        kc = self.client.kc
+        stop = time.monotonic() + DRAIN_SECONDS
+        for _ in range(DRAIN_MESSAGES):
+            if time.monotonic() > stop:
+                return
+            try:
+                await ensure_async(kc.iopub_channel.get_msg(timeout=0))
+            except Empty:
+                return
+
+    def finish(self) -> None:
+        """End the agent's loop, if one runs (before a cell runs in the kernel): name no
+        request and wait for the loop's execute reply; a loop that asks on regardless, or
+        stays silent, is interrupted. Each wait is bounded (FINISH_SECONDS): a kernel that
+        never ends its loop only delays, or stops, its own next cell."""
+        from jupyter_core.utils import run_sync
+
+        if self.loop is None or self.dead:
+            self.loop = None
+            return
+        try:
+            self.client.kc.input("")
+            self.deadline = time.monotonic() + FINISH_SECONDS
+            if run_sync(self._next)("the end of the grader's requests") is not None and self.loop is None:
+                return
+            run_sync(self.client.km.interrupt_kernel)()
+            self.deadline = time.monotonic() + FINISH_SECONDS
+            while self.loop is not None and run_sync(self._next)("the end of the grader's requests") == "asks":
+                self.client.kc.input("")
+        except KernelDied:
+            self.dead = True
+        except Exception:  # noqa: BLE001 - an interrupt that failed: the next cell meets the kernel as it is
+            pass
+        self.loop = None
 
     def _read_reply(self, n: str, reply: dict, what: str) -> dict:
         content = reply.get("content", {})

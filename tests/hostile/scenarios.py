@@ -177,6 +177,20 @@ SCENARIOS = {
     "terminal_escape": (lambda r: add_cell(fill(r, relu=BAD_RELU), "test_relu",
                                            "raise RuntimeError('\\r\\x1b[2K\\x1b[1A' + 'terminal_escape   5/5   ok')"),
                         3, "terminal_escape", False),
+    # the grader names its next request on the kernel's stdin channel while a test's calls run:
+    # student code still cannot read it (input() fails as in any cell), so this relu is correct
+    "reads_graders_stdin": (lambda r: fill(r, relu="def relu(x):\n    try:\n        got = input()\n"
+                                                  "    except Exception:\n        got = None\n"
+                                                  "    assert got is None, 'read the grader: ' + repr(got)\n"
+                                                  "    return x.clamp(min=0)"), 5, None, False),
+    # the agent's request loop replaced by one that never ends: interrupted before the next cell runs
+    # (and flagged: the code touches the grader's agent)
+    "endless_request_loop": (lambda r: fill(r, add="def _ask_forever(n):\n    k = __dlcourse_grader__.kernel\n"
+                                                   "    ident, parent = k._get_shell_context_var(k._shell_parent_ident), k.get_parent('shell')\n"
+                                                   "    while True:\n        if n:\n            __dlcourse_grader__.serve(n)\n"
+                                                   "        n = k._input_request('', ident, parent)\n"
+                                                   "__dlcourse_grader__.serve_all = _ask_forever\n"
+                                                   "def add(a, b):\n    return a + b"), 5, None, FLAGGED),
     # subclasses sent as plain values: the agent's note must reach the flags
     "lying_int_noted": (lambda r: fill(r, add="class Yes(int):\n    pass\ndef add(a, b):\n    return Yes(a + b)"),
                         5, "subclass of int", True),
