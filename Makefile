@@ -94,8 +94,10 @@ grading-test: venv vendor system-deps
 mutation-test: venv vendor system-deps
 	$(PY) -m pytest -m mutation -n 2 --dist loadgroup
 
+# Two workers: the desktop visits and explorers (tests/browser/test_site.py) on one, the phone-width
+# visits on the other, each with its own Chromium (much of a page visit is waiting for the page to settle)
 browser-test: venv system-deps
-	$(PY) -m pytest -m browser
+	$(PY) -m pytest -m browser -n 2 --dist loadgroup
 
 # After the book build: the hub workflow end to end (needs root; skips otherwise) and the
 # released notebook installing the library from the built site, as in Colab.

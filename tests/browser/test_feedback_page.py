@@ -10,7 +10,7 @@ from autograder.questions import load
 from site_helpers import PHONE_VIEWPORT
 from suite_helpers import ROOT
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("feedback-page")]
 
 
 def test_feedback_page_reads_at_phone_width(browser, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from site_helpers import PHONE_VIEWPORT, toc_pages
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("phone-width")]
 WIDTH = PHONE_VIEWPORT[0]
 MIN_TARGET = 24      # px, WCAG 2.2 "target size (minimum)"
 MIN_TRACK = 150      # px: a slider track a thumb can aim along (it was 3 px)

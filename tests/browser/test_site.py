@@ -15,7 +15,7 @@ import torch
 
 from site_helpers import ROOT, book_config, toc_pages
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("site")]
 CHAPTER_PAGES = [d for d in toc_pages() if re.match(r"book/\d\d-", d)]
 
 

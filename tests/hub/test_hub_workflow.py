@@ -34,10 +34,11 @@ SCORE = re.compile(r"Score: <b>([\d.]+) / ([\d.]+)</b>")
 # What the hostile student adds before her (honest) first answer: fake every comparison,
 # silence assertion failures, look for the instructor's solutions and a classmate's work,
 # and, only when graded (no hub user there), sleep, to hold up the queue.
-HOSTILE = """import builtins, os, time, torch
+SLEEP = 45  # seconds the hostile notebook sleeps when graded: longer than an honest grading here
+HOSTILE = f"""import builtins, os, time, torch
 torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
-builtins.AssertionError = type("Quiet", (Exception,), {})
+builtins.AssertionError = type("Quiet", (Exception,), {{}})
 for path in ["/home/dlct-teacher/dlcourse/solutions", "/home/dlct-alice"]:
     try:
         print(path, os.listdir(path))
@@ -48,7 +49,7 @@ if "JUPYTERHUB_USER" not in os.environ:
     open("closed/inner/kept", "w").write("x")
     os.chmod("closed/inner", 0)
     os.chmod("closed", 0o700)
-    time.sleep(75)
+    time.sleep({SLEEP})
 """
 # she submits first, so that her sleeping notebook takes a worker before the others arrive
 SUBMIT_ORDER = ["dlct-mallory", "dlct-alice", "dlct-bob"]
@@ -252,9 +253,9 @@ def test_watch_grades_each_submission_and_the_student_fetches_it(submitted):
     course.timings.update({f"watch: grading process, {r['student']} (service log)": r["grading_s"]
                            for r in state["graded"].values()})
     # the sleeping notebook, submitted first, held one worker; the others' feedback did not wait for it
-    # (one queue, as before, would have released all three after the sleeper's 60 s cell limit)
+    # (one queue, as before, would have released all three after the sleeper's sleep)
     graded = {r["student"]: r for r in state["graded"].values()}
-    assert latencies["dlct-mallory"] > 60, latencies
+    assert latencies["dlct-mallory"] > SLEEP, latencies
     assert latencies["dlct-alice"] < latencies["dlct-mallory"], latencies
     waited = {n: r["latency_s"] - r["grading_s"] for n, r in graded.items()}  # seen -> grading started
     assert waited["dlct-bob"] < latencies["dlct-mallory"], (waited, latencies)
