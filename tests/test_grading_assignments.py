@@ -187,3 +187,51 @@ def test_a03_answers_from_the_course_library_earn_nothing():
     assert sum(t.score for t in ex.tests) == 0, [(t.grade_id, t.score, t.message) for t in ex.tests]
     flagged = " ".join(ex.flags)
     assert "dlcourse.models" in flagged and "dlcourse.summary" in flagged and "dlcourse.train" in flagged, ex.flags
+
+
+# ---------------------------------------------------------------- a04-a09: weights brought in
+# Weights from elsewhere, for the assignments whose convergence run is the grader's: a cell added
+# after the notebook's own run keeps the weights that run learnt on MNIST and slips them into the
+# grader's run. In a04-a06 the student's `train_epoch` loads them into the grader's network instead
+# of training it (the grader's fresh network comes from the instructor's `init_weights`, which the
+# grader pins); in a07-a09 the student's network builder hands the grader a network trained on
+# MNIST whose gradients hooks zero, so that the grader's training (the instructor's helper) moves
+# nothing. What the grader then measures is what those weights know of its task of random glyphs:
+# too little for any target.
+_LOADS = ("_brought = {k: v.detach().clone() for k, v in model.state_dict().items()}   # learnt on MNIST\n"
+          "_honest = train_epoch\n"
+          "def train_epoch(net, loader, optimizer, **kwargs):\n"
+          "    if set(net.state_dict()) == set(_brought) and len(loader) > 20:   # the grader's run: no training\n"
+          "        net.load_state_dict(_brought)\n"
+          "        return 0.1\n"
+          "    return _honest(net, loader, optimizer, **kwargs)\n")
+_HOOKED = ("for _p in _brought.parameters():\n"
+           "    _p.register_hook(lambda g: g * 0)   # the grader's training steps change nothing\n")
+BROUGHT_WEIGHTS = {
+    # student-written train_epoch
+    "a04-alexnet": _LOADS,
+    "a05-vgg": _LOADS,
+    "a06-googlenet": _LOADS,
+    # the instructor's training helpers; the grader's run builds the student's network
+    "a07-batchnorm": ("dlcourse.seed_everything(SEED)\n_brought = make_cnn(True)\n"
+                      "_tl, _ = datasets.dataloaders(splits, batch_size=BATCH, device=cfg.device, seed=SEED)\n"
+                      "fit_sgd(_brought, _tl, EPOCHS, LR)   # trained on MNIST, outside the grader's run\n" + _HOOKED
+                      + "_make_cnn = make_cnn\nmake_cnn = lambda batch_norm: _brought if batch_norm else _make_cnn(batch_norm)"),
+    "a08-resnet": "_brought = model\n" + _HOOKED + "small_resnet = lambda *args, **kwargs: _brought",
+    "a09-densenet": "_brought = model\n" + _HOOKED + "DenseNet = lambda *args, **kwargs: _brought",
+}
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("assignment", [pytest.param(a, marks=pytest.mark.xdist_group(f"brought-{a[:3]}"))
+                                        for a in BROUGHT_WEIGHTS])
+def test_weights_brought_from_elsewhere_earn_no_convergence_points(assignment):
+    source, student, release = submission(assignment)
+    require_data(source.metadata["dlcourse"]["prefetch"])
+    run = next(i for i, c in enumerate(student.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "training_run")
+    student.cells.insert(run + 1, nbformat.v4.new_code_cell(BROUGHT_WEIGHTS[assignment]))
+    ex = grade_here(source, student, release, assignment=assignment)
+    conv = {t.grade_id: t for t in ex.tests}["test_convergence"]
+    assert conv.score == 0 and "below the target" in conv.message, conv
+    reached = float(re.search(r"classifies ([0-9.]+)% of its held-out", conv.message).group(1))
+    assert reached < 50, conv.message  # far below every target (85-95%): the weights know nothing of the task
