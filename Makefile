@@ -82,11 +82,13 @@ unit: venv vendor system-deps
 	$(PY) -m pytest -m "not browser and not hub and not site and not mutation and not variants and not e2e" -n 2 --dist loadgroup --durations=25
 
 # Every assignment graded with planted mistakes, each caught by the cell meant to catch it
-# (tests/test_aNN.py, tests/mutation_helpers.py), and with correct answers written other valid
-# ways, which keep full marks; and the gradings that grade a batch again or a whole term (a
-# rerun that resumes, a replay of every student's seed, a Dask cluster, a loaded machine, a
-# regrade, late work, a small term end to end: marker e2e). Kept out of `make test` so that it
-# stays within its 20 minutes at thirteen chapters; CI (.ci/run) runs it after `make test`.
+# (tests/test_aNN.py, tests/mutation_helpers.py), with correct answers written other valid
+# ways, which keep full marks, and with weights brought from elsewhere; and the end-to-end
+# gradings (marker e2e): the hostile batch (tests/hostile/scenarios.py) with its rerun, replay
+# and Dask cluster, a loaded machine, a regrade, late work, a small term, a03 graded on real
+# data from the command line, and the book's chapter 1-3 notebooks run offline. Kept out of
+# `make test` so that it stays within its 20 minutes on two cores at thirteen chapters; CI
+# (.ci/run) runs it after `make test`.
 # `make mutation-test`: the mutants only.
 grading-test: venv vendor system-deps
 	$(PY) -m pytest -m "mutation or variants or e2e" -n 2 --dist loadgroup --durations=10

@@ -2,7 +2,10 @@
 
 One batch grades every scenario of tests/hostile/scenarios.py (hostile, malformed and
 honest submissions) with two workers; each scenario's score is compared with what
-its functions truly earn, and its diagnostic must name the problem.
+its functions truly earn, and its diagnostic must name the problem. Every test of the
+batch is marked e2e: `make grading-test` grades the batch (it also regrades it, replays it and
+sends it to a Dask cluster there), and `make test`, which must stay within 20 minutes on two
+cores, leaves it out; CI runs both.
 """
 from __future__ import annotations
 
@@ -86,6 +89,7 @@ def batch(tmp_path_factory):
             "canary": canary}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_scenario_scored_and_diagnosed(batch, name):
     entry = journal(batch["out"])[name]
@@ -98,6 +102,7 @@ def test_scenario_scored_and_diagnosed(batch, name):
     assert bool(entry["flags"]) == flagged, entry
 
 
+@pytest.mark.e2e
 def test_links_in_the_kernels_folder_redirect_nothing(batch):
     """channel_links planted links to a bystander's 0600 file at the grader's request names and
     swapped the grader's folder for a link to the bystander's folder: nothing was written there."""
@@ -107,6 +112,7 @@ def test_links_in_the_kernels_folder_redirect_nothing(batch):
     assert sorted(p.name for p in canary.parent.iterdir()) == ["private.txt"]
 
 
+@pytest.mark.e2e
 def test_summary_shows_no_kernel_control_characters(batch):
     """terminal_escape raised a message built to redraw the summary's rows."""
     assert "\x1b" not in batch["stdout"] and "\r" not in batch["stdout"]
@@ -114,6 +120,7 @@ def test_summary_shows_no_kernel_control_characters(batch):
     assert " 3/5 " in row and "raised RuntimeError" in row
 
 
+@pytest.mark.e2e
 def test_autograded_copies_hold_no_hidden_tests(batch):
     source = (ROOT / "solutions" / "fix" / "fix.ipynb").read_text()
     assert "HIDDEN_MARKER_fix" in source
@@ -124,6 +131,7 @@ def test_autograded_copies_hold_no_hidden_tests(batch):
         assert "HIDDEN_MARKER_fix" not in text and "BEGIN HIDDEN TESTS" not in text, path
 
 
+@pytest.mark.e2e
 def test_output_is_capped_per_notebook(batch):
     """output_flood printed about 12 MB over 60 cells; the copy keeps about the 4 MiB cap."""
     copy = batch["out"] / "autograded" / "output_flood" / "fix.ipynb"
@@ -131,12 +139,14 @@ def test_output_is_capped_per_notebook(batch):
     assert "KiB in the notebook dropped" in copy.read_text()
 
 
+@pytest.mark.e2e
 def test_symlinked_submission_is_refused(batch):
     entry = journal(batch["out"])["symlinked"]
     assert sum(t["score"] for t in entry["tests"]) == 0
     assert "symbolic link" in json.dumps(entry["diagnostics"])
 
 
+@pytest.mark.e2e
 def test_unsafe_names_become_safe_ids(batch):
     out = batch["out"]
     entries = journal(out)
@@ -151,10 +161,12 @@ def test_unsafe_names_become_safe_ids(batch):
         assert path.resolve().parent.parent == (out / "autograded").resolve()
 
 
+@pytest.mark.e2e
 def test_network_listener_never_reached(batch):
     assert batch["connections"] == []
 
 
+@pytest.mark.e2e
 def test_summary_and_isolation_reported(batch):
     assert "isolation: bwrap" in batch["stderr"] or "WARNING: no filesystem" in batch["stderr"]
     for name in SCENARIOS:
@@ -162,6 +174,7 @@ def test_summary_and_isolation_reported(batch):
     assert "disk quota:" in batch["stderr"]
 
 
+@pytest.mark.e2e
 def test_feedback_hides_hidden_tests(batch):
     out = batch["out"]
     subprocess.run([PY, "-m", "autograder", "feedback", "--output", str(out)], check=True, capture_output=True)
@@ -179,6 +192,7 @@ def test_feedback_hides_hidden_tests(batch):
     assert "Question 3: Fixture assignment (3)" in pages["correct"] and "2 / 2 points" in pages["correct"]
 
 
+@pytest.mark.e2e
 def test_export_and_report(batch):
     out = batch["out"]
     subprocess.run([PY, "-m", "autograder", "export", "--output", str(out)], check=True, capture_output=True)
@@ -203,6 +217,7 @@ def _export(out, *args):
     return proc.stdout
 
 
+@pytest.mark.e2e
 def test_nbgrader_format_has_nbgrader_exports_rows(batch, tmp_path):
     # the reference: nbgrader's own CsvExportPlugin over the same gradebook
     from nbgrader.api import Gradebook
@@ -219,6 +234,7 @@ def test_nbgrader_format_has_nbgrader_exports_rows(batch, tmp_path):
     assert len(theirs) >= len(SCENARIOS) - 5 and all(ours[s] == r for s, r in theirs.items()), (ours, theirs)
 
 
+@pytest.mark.e2e
 def test_canvas_and_moodle_formats_are_their_gradebook_imports(batch, tmp_path):
     out = batch["out"]
     totals = {s: sum(t["score"] for t in e["tests"]) for s, e in journal(out).items()}
@@ -268,6 +284,7 @@ def test_rerun_skips_unchanged_and_resumes(batch, tmp_path):
     assert "3 to grade" in forced.stderr
 
 
+@pytest.mark.e2e
 def test_nbgrader_layout(batch, tmp_path):
     for name in ("correct", "partial"):
         d = tmp_path / "submitted" / name / "fix"

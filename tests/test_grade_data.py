@@ -1,7 +1,8 @@
 """Grading an assignment that trains on real data: the sandboxed kernel has no network and
 no view of the checkout's `../shared/data` or the user's home, so the grader must hand it the
 verified data read-only. Without that, a03's kernel fell back to scikit-learn's digits and a
-correct solution missed the convergence threshold (20/25 instead of 25/25).
+correct solution missed the convergence threshold (20/25 instead of 25/25). A whole
+grading with training on the command line: in `make grading-test` (marker e2e).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from autograder.demo import fill_release, load_assignment, solution_answers
 from suite_helpers import require_data
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grade-data")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("grade-data")]
 
 
 def test_correct_a03_scores_full_marks_in_the_sandbox(tmp_path):

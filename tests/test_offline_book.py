@@ -7,8 +7,10 @@ Each notebook is executed (fast profile, one thread) in a kernel that sees:
     records it (no download can succeed, and we see who tried).
 Every notebook must run to the end; the pages that use data must say that they used the
 bundled stand-in (scikit-learn's digits) and must not warn about it a second time; pages
-that need no data must not try to download anything. The six executions are shared by all
-tests of this module (module-scoped fixture).
+that need no data must not try to download anything. The executions are shared by all
+tests of this module (module-scoped fixture). They run each notebook a second time (the book
+build ran it once), so they belong to `make grading-test` (marker e2e), which CI runs after
+`make test`.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import pytest
 
 from suite_helpers import LoopbackServer, NotFound
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("offline-book")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("offline-book")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.relative_to(ROOT).as_posix() for c in ("01-convolution", "02-building-blocks", "03-lenet")

@@ -4,11 +4,13 @@ No page may scroll sideways (a wide element must scroll inside itself, as code b
 no plot may shrink its labels below legibility, and chapter 1's explorers must be usable by
 touch: they open on the worked examples, every control fits the screen, slider tracks are long enough to aim at and handles are
 at least 24 px (the WCAG 2.2 minimum target size), and a tap on a track moves the slider
-and changes the view.
+and changes the view. Each page is opened once at phone width (`phone_views`), and every
+per-page check reads that one visit.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import pytest
 
@@ -39,26 +41,63 @@ def _png_dpi(path) -> float:
     return 100.0
 
 
+@dataclass
+class PhoneView:
+    """What one page showed on the phone, measured in one visit for every check of this module."""
+
+    visit: object
+    widths: list          # [document scroll width, client width], CSS px
+    culprits: list        # elements sticking out past the screen's right edge (for the message)
+    plots: list           # (file, drawn width, width on the screen) of every plot
+    wide_math: list       # display equations wider than the screen
+    wide_widgets: list    # widget parts beyond the screen's edge
+
+
+@pytest.fixture(scope="module")
+def phone_views(site, phone_session) -> dict[str, PhoneView | None]:
+    """Every toc page, opened once at phone width (None where the page was not built)."""
+    views = {}
+    for doc in toc_pages():
+        if not (site / f"{doc}.html").is_file():
+            views[doc] = None
+            continue
+        page, visit = phone_session.open(f"{doc}.html")
+        try:  # (a page that never settles fails its own tests, not the whole module)
+            if page.locator(".ix").count():  # the inception explorer draws its table after loading
+                page.wait_for_selector(".ix table", timeout=15_000)
+            page.wait_for_function("() => [...document.querySelectorAll('main div.cell_output img')].every(i => i.complete)",
+                                   timeout=15_000)
+        except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError
+            visit.console_errors.append(f"the page did not settle on the phone: {str(exc).splitlines()[0]}")
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        # what sticks out, for the failure message: elements whose right edge passes the screen's,
+        # unless an ancestor clips or scrolls them inside the screen
+        culprits = page.evaluate("""W => [...document.querySelectorAll('main *')].filter(e => {
+            const r = e.getBoundingClientRect(); if (r.width === 0 || r.right <= W + 1) return false;
+            for (let a = e.parentElement; a; a = a.parentElement) {
+              if (getComputedStyle(a).overflowX !== 'visible' && a.getBoundingClientRect().right <= W + 1) return false; }
+            return true; }).slice(0, 5).map(e => e.tagName + '.' + e.className + ': ' + (e.textContent || '').slice(0, 60))""",
+                                 WIDTH)
+        plots = page.evaluate("""() => [...document.querySelectorAll('main div.cell_output img')]
+            .map(i => [new URL(i.currentSrc).pathname, i.naturalWidth, i.getBoundingClientRect().width])""")
+        wide_math = page.evaluate("""W => [...document.querySelectorAll('main mjx-container[display="true"]')]
+            .filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right > W + 1)
+            .map(e => Math.round(e.scrollWidth) + ' px: ' + (e.textContent || '').slice(0, 60))""", WIDTH)
+        wide_widgets = page.evaluate("""W => [...document.querySelectorAll('main .jupyter-widgets *, main .ix *')]
+            .filter(e => { const r = e.getBoundingClientRect();
+                           return r.width > 0 && e.offsetParent !== null && r.right > W + 1; })
+            .slice(0, 5).map(e => e.tagName + '.' + e.className + ': ' + (e.textContent || '').slice(0, 40))""", WIDTH)
+        page.close()
+        views[doc] = PhoneView(visit, widths, culprits, plots, wide_math, wide_widgets)
+    return views
+
+
 @pytest.mark.parametrize("doc", toc_pages())
-def test_page_does_not_scroll_sideways_at_phone_width(site, phone_session, doc):
-    if not (site / f"{doc}.html").is_file():
+def test_page_does_not_scroll_sideways_at_phone_width(site, phone_views, doc):
+    view = phone_views[doc]
+    if view is None:
         pytest.fail(f"{doc}.html was not built")
-    page, visit = phone_session.open(f"{doc}.html")
-    widths = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-    # what sticks out, for the failure message: elements whose right edge passes the screen's,
-    # unless an ancestor clips or scrolls them inside the screen
-    culprits = page.evaluate("""W => [...document.querySelectorAll('main *')].filter(e => {
-        const r = e.getBoundingClientRect(); if (r.width === 0 || r.right <= W + 1) return false;
-        for (let a = e.parentElement; a; a = a.parentElement) {
-          if (getComputedStyle(a).overflowX !== 'visible' && a.getBoundingClientRect().right <= W + 1) return false; }
-        return true; }).slice(0, 5).map(e => e.tagName + '.' + e.className + ': ' + (e.textContent || '').slice(0, 60))""",
-                             WIDTH)
-    # every plot of the page as the phone shows it: (file, drawn width, width on the screen)
-    page.wait_for_function("() => [...document.querySelectorAll('main div.cell_output img')].every(i => i.complete)",
-                           timeout=15_000)
-    plots = page.evaluate("""() => [...document.querySelectorAll('main div.cell_output img')]
-        .map(i => [new URL(i.currentSrc).pathname, i.naturalWidth, i.getBoundingClientRect().width])""")
-    page.close()
+    widths, culprits, plots, visit = view.widths, view.culprits, view.plots, view.visit
     assert widths[0] <= widths[1] <= WIDTH, f"{doc} scrolls sideways: {widths}; sticking out: {culprits}"
     assert not visit.console_errors and not visit.outside_requests, visit
     small = []
@@ -141,23 +180,13 @@ def _chapters_4_to_9() -> list[str]:
 
 
 @pytest.mark.parametrize("doc", _chapters_4_to_9())
-def test_equations_and_widgets_fit_the_phone(site, phone_session, doc):
+def test_equations_and_widgets_fit_the_phone(phone_views, doc):
     """Chapters 4-9 (issue 18): a display equation may not need a sideways scroll of its own (a
     long one is broken into lines), and no part of a widget (the inception explorer's sliders and
     its table's multiply-adds column) may lie beyond the right edge of the screen, even inside an
     element that scrolls."""
-    if not (site / f"{doc}.html").is_file():
+    view = phone_views[doc]
+    if view is None:
         pytest.fail(f"{doc}.html was not built")
-    page, visit = phone_session.open(f"{doc}.html")
-    if page.locator(".ix").count():
-        page.wait_for_selector(".ix table", timeout=15_000)
-    wide_math = page.evaluate("""W => [...document.querySelectorAll('main mjx-container[display="true"]')]
-        .filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right > W + 1)
-        .map(e => Math.round(e.scrollWidth) + ' px: ' + (e.textContent || '').slice(0, 60))""", WIDTH)
-    wide_widgets = page.evaluate("""W => [...document.querySelectorAll('main .jupyter-widgets *, main .ix *')]
-        .filter(e => { const r = e.getBoundingClientRect();
-                       return r.width > 0 && e.offsetParent !== null && r.right > W + 1; })
-        .slice(0, 5).map(e => e.tagName + '.' + e.className + ': ' + (e.textContent || '').slice(0, 40))""", WIDTH)
-    page.close()
-    assert not wide_math, f"{doc}: equations wider than a phone: {wide_math}"
-    assert not wide_widgets, f"{doc}: widget parts beyond the screen's edge: {wide_widgets}"
+    assert not view.wide_math, f"{doc}: equations wider than a phone: {view.wide_math}"
+    assert not view.wide_widgets, f"{doc}: widget parts beyond the screen's edge: {view.wide_widgets}"

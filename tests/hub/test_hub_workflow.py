@@ -34,7 +34,7 @@ SCORE = re.compile(r"Score: <b>([\d.]+) / ([\d.]+)</b>")
 # What the hostile student adds before her (honest) first answer: fake every comparison,
 # silence assertion failures, look for the instructor's solutions and a classmate's work,
 # and, only when graded (no hub user there), sleep, to hold up the queue.
-SLEEP = 45  # seconds the hostile notebook sleeps when graded: longer than an honest grading here
+SLEEP = 60  # seconds the hostile notebook sleeps when graded: longer than an honest grading here
 HOSTILE = f"""import builtins, os, time, torch
 torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
