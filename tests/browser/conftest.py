@@ -10,7 +10,7 @@ firewall, so any such request is a failure.
 
 Every page in the table of contents is visited once per session (``visits``), and what
 happened there (console errors, failed requests, outside requests, images without alt
-text) is kept for the tests to judge; a screenshot of each page's first screen goes to
+text) is kept for the tests to judge; a screenshot of each page goes to
 ``<build>/screenshots/``.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from site_helpers import DESKTOP_VIEWPORT, PHONE_VIEWPORT, site_dir, toc_pages
+from site_helpers import PHONE_VIEWPORT, site_dir, toc_pages
 from suite_helpers import LoopbackServer, chromium, require_or_skip
 
 
@@ -61,14 +61,13 @@ class Visit:
     mathjax_errors: int = 0
     heading: str = ""                      # the first <h1> of the page's content, as rendered
     page_size: tuple[int, int] = (0, 0)    # the laid-out document's width and height, CSS pixels
-    screenshot: pathlib.Path | None = None  # screenshot of the first screen (written by `visits`)
+    screenshot: pathlib.Path | None = None  # full-page screenshot (written by `visits`)
 
 
 class Session:
     """A browser context that refuses and records every request leaving 127.0.0.1."""
 
-    def __init__(self, browser, base_url, width: int = DESKTOP_VIEWPORT[0], height: int = DESKTOP_VIEWPORT[1],
-                 phone: bool = False):
+    def __init__(self, browser, base_url, width: int = 1280, height: int = 900, phone: bool = False):
         self.base_url = base_url
         # phone: a touch screen that reports itself as mobile (the theme's narrow layout)
         self.context = browser.new_context(viewport={"width": width, "height": height},
@@ -150,7 +149,7 @@ def visits(site, session) -> dict[str, Visit]:
             "() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"))
         visit.screenshot = shots / (doc.replace("/", "__") + ".png")
         visit.screenshot.unlink(missing_ok=True)  # a stale file from an earlier run must not pass for this one
-        page.screenshot(path=str(visit.screenshot))  # the first screen (a whole long page costs a second or more)
+        page.screenshot(path=str(visit.screenshot), full_page=True)
         page.close()
         result[doc] = visit
     return result

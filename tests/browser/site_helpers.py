@@ -9,7 +9,6 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # A common phone's viewport in CSS pixels (width, height): the width the book must fit.
-DESKTOP_VIEWPORT = (1280, 900)  # CSS pixels: a laptop screen, where the book is read most
 PHONE_VIEWPORT = (390, 844)
 
 
