@@ -24,7 +24,7 @@ import nbformat
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-from scenarios import SCENARIOS, build  # noqa: E402
+from scenarios import SCENARIOS, build_batch  # noqa: E402
 
 ROOT = Path(__file__).parent / "fixtures" / "grading"
 PY = sys.executable
@@ -67,15 +67,7 @@ def batch(tmp_path_factory):
     connections = []
     threading.Thread(target=lambda: connections.append(listener.accept()), daemon=True).start()
     release = nbformat.read(ROOT / "assignments" / "fix" / "fix.ipynb", as_version=4)
-    subs = tmp / "subs"
-    subs.mkdir()
-    # a file outside every sandbox that a submission points links at (channel_links)
-    canary = tmp / "bystander" / "private.txt"
-    canary.parent.mkdir()
-    canary.write_text("a bystander's file\n")
-    canary.chmod(0o600)
-    for name in SCENARIOS:
-        build(name, release, subs, port=listener.getsockname()[1], canary=canary)
+    subs, canary = build_batch(release, tmp, port=listener.getsockname()[1])
     # a submission that is a link to the instructor's solution, and names that are not safe as
     # paths or spreadsheet cells
     (subs / "symlinked.ipynb").symlink_to(ROOT / "solutions" / "fix" / "fix.ipynb")

@@ -30,7 +30,7 @@ import nbformat
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "hostile"))
-from scenarios import SCENARIOS, build  # noqa: E402
+from scenarios import CANARY_TEXT, SCENARIOS, build_batch  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "grading"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -76,14 +76,7 @@ def main(argv=None) -> int:
         listener.listen(5)
         threading.Thread(target=listener.accept, daemon=True).start()
         release = nbformat.read(FIXTURE / "assignments" / "fix" / "fix.ipynb", as_version=4)
-        subs = tmp / "subs"
-        subs.mkdir()
-        canary = tmp / "bystander" / "private.txt"
-        canary.parent.mkdir()
-        canary.write_text("a bystander's file\n")
-        canary.chmod(0o600)
-        for name in SCENARIOS:
-            build(name, release, subs, port=listener.getsockname()[1], canary=canary)
+        subs, canary = build_batch(release, tmp, port=listener.getsockname()[1])
         out = tmp / "out"
         env = {"DLCOURSE_THREADS": "1", "PATH": "/usr/bin:/bin"}
         cmd = [sys.executable, "-m", "autograder", "grade", "fix", str(subs), "--root", str(FIXTURE),
@@ -112,7 +105,7 @@ def main(argv=None) -> int:
             if got is None or abs(got - expected) > 1e-9:
                 wrong.append(f"{name}: {got} (expected {expected})")
         slowest = sorted(entries.values(), key=lambda e: -e.get("seconds", 0))[:5]
-        canary_ok = canary.read_text() == "a bystander's file\n" and (canary.stat().st_mode & 0o777) == 0o600
+        canary_ok = canary.read_text() == CANARY_TEXT and (canary.stat().st_mode & 0o777) == 0o600
     finally:
         if args.keep:
             print(f"kept {tmp}")

@@ -222,3 +222,20 @@ def build(name, release, folder, port=0, canary=None):
             text = text.replace("CANARY", str(canary))
         path.write_text(text)
     return path
+
+
+CANARY_TEXT = "a bystander's file\n"
+
+
+def build_batch(release, folder, port=0):
+    """Every scenario as `folder`/subs/<name>.ipynb, beside a bystander's 0600 file outside
+    every sandbox that `channel_links` points links at. Returns (subs folder, bystander file)."""
+    subs = folder / "subs"
+    subs.mkdir()
+    canary = folder / "bystander" / "private.txt"
+    canary.parent.mkdir()
+    canary.write_text(CANARY_TEXT)
+    canary.chmod(0o600)
+    for name in SCENARIOS:
+        build(name, release, subs, port=port, canary=canary)
+    return subs, canary
