@@ -19,7 +19,7 @@ import warnings
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
-from autograder.environment import path_with_interpreter_bin
+from autograder.environment import gradebook_schema_in_process, path_with_interpreter_bin
 
 # nbgrader 0.9's add_submission triggers harmless autoflush warnings under SQLAlchemy 2
 warnings.filterwarnings("ignore", category=SAWarning)
@@ -29,7 +29,9 @@ class GradeWriter:
     def __init__(self, db_url: str, journal: Path):
         self.db_url = db_url
         self.journal = Path(journal)
-        # nbgrader runs the `alembic` script of its environment to create the schema
+        # a new gradebook is stamped with nbgrader's schema head, read in this process; the
+        # `alembic` script of this environment stays reachable for nbgrader's own fallback
+        gradebook_schema_in_process()
         os.environ["PATH"] = path_with_interpreter_bin()
         self.gb = Gradebook(db_url)
 

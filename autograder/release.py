@@ -33,7 +33,7 @@ import time
 import nbformat
 
 from autograder import notebook_checks as checks
-from autograder.environment import path_with_interpreter_bin
+from autograder.environment import gradebook_schema_in_process, path_with_interpreter_bin
 
 ASSIGNMENT_RE = re.compile(r"^a\d\d-[a-z0-9][a-z0-9-]*$")
 DEFAULT_CELL_TIMEOUT = 300  # seconds per cell when executing notebooks
@@ -98,7 +98,9 @@ def generate(root: pathlib.Path, assignment: str, out_dir: pathlib.Path) -> path
         log.setLevel(logging.WARNING)
         coursedir = CourseDirectory(config=cfg)
         converter = GenerateAssignment(coursedir=coursedir, config=cfg, log=log)
-        # nbgrader's gradebook runs `alembic` from PATH (see autograder/environment.py)
+        # nbgrader's gradebook reads its schema head in this process, or runs `alembic` from PATH
+        # (see autograder/environment.py)
+        gradebook_schema_in_process()
         old_path = os.environ.get("PATH", "")
         os.environ["PATH"] = path_with_interpreter_bin()
         try:
