@@ -135,6 +135,7 @@ def _build(tmp: Path, wheel_dir: Path, site: str, hub: str) -> Path:
     shutil.copy(ROOT / "book" / "_ext" / "launch_links.py", book / "_ext")
     shutil.copytree(ROOT / "book" / "_ext" / "static", book / "_ext" / "static")
     shutil.copy(ROOT / "pyproject.toml", book)  # the version the wheel must carry
+    shutil.copytree(ROOT / "book" / "_static", book / "book" / "_static")  # the favicon the config names
     for package in ("dlcourse", "autograder"):  # what the wheel carries, compared with this "checkout"
         shutil.copytree(ROOT / package, book / package, ignore=shutil.ignore_patterns("__pycache__"))
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
