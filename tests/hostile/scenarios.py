@@ -191,6 +191,11 @@ SCENARIOS = {
                                                    "        n = k._input_request('', ident, parent)\n"
                                                    "__dlcourse_grader__.serve_all = _ask_forever\n"
                                                    "def add(a, b):\n    return a + b"), 5, None, FLAGGED),
+    # a kernel without the input request the agent's loop asks with: every request is one execution
+    # (the agent's fallback for other kernels), and correct answers keep their points (flagged: the
+    # code reaches into the kernel)
+    "kernel_without_input_request": (lambda r: fill(r, add="get_ipython().kernel._input_request = None\n"
+                                                           "def add(a, b):\n    return a + b"), 5, None, FLAGGED),
     # subclasses sent as plain values: the agent's note must reach the flags
     "lying_int_noted": (lambda r: fill(r, add="class Yes(int):\n    pass\ndef add(a, b):\n    return Yes(a + b)"),
                         5, "subclass of int", True),
