@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export DLCOURSE_THREADS ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv vendor system-deps book book-strict test unit checks-then-unit unit-then-platform grading-test mutation-test site-test browser-test release release-check grade-demo bench freeze clean wheel hub-deps platform-test
+.PHONY: help venv vendor system-deps book book-strict test unit checks-then-unit unit-then-hub lines-joined grading-test mutation-test site-test browser-test release release-check grade-demo bench freeze clean wheel hub-deps platform-test hub-test install-source-test
 
 help:
 	@echo "make book        build the HTML book into _build/html (fast profile, cached execution)"
@@ -101,28 +101,37 @@ mutation-test: venv vendor system-deps
 browser-test: venv system-deps
 	$(PY) -m pytest -m browser -n 2 --dist loadgroup
 
-# After the book build: the hub workflow end to end (needs root; skips otherwise) and the
-# released notebook installing the library from the built site, as in Colab.
+# The hub workflow end to end (needs root; skips otherwise; it installs the course from the wheel,
+# not the site) and the released notebook installing the library from the built site, as in Colab.
+# `make platform-test` runs both.
 platform-test: venv system-deps hub-deps
 	$(PY) -m pytest -m "hub or site"
 
-# Two lines side by side: the release check and the unit tests (two pytest workers), then the
-# platform tests (hub, install source; the hub's npm packages are fetched there), which need the
-# built site too; and the book build (one notebook at a time) followed by the browser tests. The
-# book, the longer line, starts as soon as the environment is ready; it is built once, by whichever
-# line needs it first, and the platform tests wait for it. Every kernel uses one thread and much of
-# both lines is waiting (kernels starting, servers, time limits), so together they keep both cores
-# busy without starving each other.
+hub-test: venv system-deps hub-deps
+	$(PY) -m pytest -m hub
+
+install-source-test: venv
+	$(PY) -m pytest -m site
+
+# Two lines side by side: the release check and the unit tests (two pytest workers), then the hub
+# test (the hub's npm packages are fetched there), which needs only the wheel; and the book build
+# (one notebook at a time) followed by the browser tests. The book, the longer line, starts as soon
+# as the environment is ready. The install-source test, which needs the built site, runs when the
+# book and the hub test are done. Every kernel uses one thread; the unit tests end minutes before
+# the book, and the hub test fills that time instead of waiting for the book.
 test: venv system-deps vendor wheel
-	$(MAKE) -j2 --output-sync=target --no-print-directory unit-then-platform site-test
+	$(MAKE) -j2 --output-sync=target --no-print-directory lines-joined site-test
 	@echo "make test: all passed"
 
 checks-then-unit: venv
 	$(MAKE) --no-print-directory release-check
 	$(MAKE) --no-print-directory unit
 
-unit-then-platform: checks-then-unit book-strict
-	$(MAKE) --no-print-directory platform-test
+unit-then-hub: checks-then-unit
+	$(MAKE) --no-print-directory hub-test
+
+lines-joined: unit-then-hub book-strict
+	$(MAKE) --no-print-directory install-source-test
 
 site-test: book-strict
 	$(MAKE) --no-print-directory browser-test
