@@ -1,6 +1,6 @@
-"""What nbgrader needs of this process to create a gradebook: its `alembic` script, or none.
+"""What nbgrader needs of this process to create a gradebook.
 
-nbgrader's gradebook creates its schema by running the `alembic` script found on PATH.
+Left alone, nbgrader's gradebook stamps a new database by running the `alembic` script found on PATH.
 When Python was started by full path (`.venv/bin/python -m autograder`) without the venv
 activated, that script is not on PATH and nbgrader fails with FileNotFoundError. Both
 the release (temporary gradebook) and the grader (real gradebook) need the same fix.
