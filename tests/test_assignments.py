@@ -17,6 +17,7 @@ that assignment's tests.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import pathlib
 
@@ -98,3 +99,29 @@ def test_every_graded_cell_is_the_target_of_a_mutant(name):
               if checks.is_graded_test(c)]
     assert graded and not [g for g in graded if g not in targets], \
         f"{name}: no mutant in tests/test_{name[:3]}.py is aimed at {[g for g in graded if g not in targets]}"
+
+
+def _grading_defaults() -> argparse.Namespace:
+    """`autograder grade`'s default limits, as its command line parses them."""
+    from autograder import grade
+
+    parser = argparse.ArgumentParser()
+    grade.register(parser.add_subparsers())
+    return parser.parse_args(["grade", "an-assignment", "a-folder"])
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_the_release_states_the_limits_it_is_graded_against(name):
+    """Round 2: correct work lost points to a time limit no notebook mentioned. The opening cell of
+    every release states the grader's default limits (CPU seconds per cell and per notebook, memory,
+    files) and how long a waiting cell may wait, with the numbers `autograder grade` uses."""
+    from autograder.sandbox import WALL_FACTOR
+
+    d = _grading_defaults()
+    words = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 8: "eight", 10: "ten"}
+    opening = " ".join(nbformat.read(ROOT / "assignments" / name / f"{name}.ipynb", as_version=4).cells[0].source.split())
+    for fact in (f"a cell may use {d.cell_timeout:g} seconds of CPU time and the whole notebook {d.timeout:g}",
+                 f"in {d.memory} MiB of memory that includes the files it writes ({d.disk} MiB of files at most)",
+                 "waiting for a core on a busy grading machine does not count",
+                 f"stopped once it has waited {words[int(WALL_FACTOR)]} times its limit"):
+        assert fact in opening, f"{name}: the opening cell does not say {fact!r}"
