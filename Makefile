@@ -148,7 +148,7 @@ grade-demo: venv system-deps
 	$(PY) -m autograder demo
 
 bench: venv
-	@for b in bench/*/run.py bench/grading/hostile.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*/run.py bench/grading/hostile.py bench/grading/load.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 freeze: venv
 	$(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt
