@@ -1,8 +1,11 @@
-"""End-to-end tests of `autograder grade` on the fixture assignment `fix` (5 points).
+"""End-to-end tests of `autograder grade` on the fixture assignments `fix` and `rules` (5 points each).
 
-One batch grades every scenario of tests/hostile/scenarios.py (hostile, malformed and
-honest submissions) with two workers; each scenario's score is compared with what
-its functions truly earn, and its diagnostic must name the problem. Every test of the
+One batch grades every scenario of tests/hostile/scenarios.py's SCENARIOS (hostile, malformed
+and honest submissions of `fix`) with two workers, a second one RULES_SCENARIOS (round 2's ways
+to points without the work, on `rules`: a forbidden operator reached at run time, a stub, an
+argument changed in place, the instructor's probe rebound, hidden inputs raised into feedback);
+each scenario's score is compared with what its functions truly earn, and its diagnostic must
+name the problem. Every test of the
 batch is marked e2e: `make grading-test` grades the batch (it also regrades it, replays it and
 sends it to a Dask cluster there), and `make test`, which must stay within 20 minutes on two
 cores, leaves it out; CI runs both.
@@ -24,7 +27,7 @@ import nbformat
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
-from scenarios import SCENARIOS, build_batch  # noqa: E402
+from scenarios import RULES_SCENARIOS, SCENARIOS, build_batch, build_rules_batch  # noqa: E402
 
 ROOT = Path(__file__).parent / "fixtures" / "grading"
 PY = sys.executable
@@ -35,12 +38,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grading")]
 SECRET = "5eed" * 8
 
 
-def grade(subs, out, *extra):
+def grade(subs, out, *extra, assignment="fix"):
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "secret").exists():
         (out / "secret").write_text(SECRET)
         (out / "secret").chmod(0o600)
-    cmd = [PY, "-m", "autograder", "grade", "fix", str(subs), "--root", str(ROOT), "--output", str(out),
+    cmd = [PY, "-m", "autograder", "grade", assignment, str(subs), "--root", str(ROOT), "--output", str(out),
            "--cell-timeout", "8", "--quiet", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={"DLCOURSE_THREADS": "1", "PATH": "/usr/bin:/bin"})
 
@@ -92,6 +95,41 @@ def test_scenario_scored_and_diagnosed(batch, name):
         assert clue in text, entry
     # tricks are reported for a human's look; honest or merely broken code is not
     assert bool(entry["flags"]) == flagged, entry
+
+
+@pytest.fixture(scope="session")
+def rules_batch(tmp_path_factory):
+    """The `rules` fixture's scenarios (round 2's ways to points without the work), graded in one run."""
+    tmp = tmp_path_factory.mktemp("rules")
+    release = nbformat.read(ROOT / "assignments" / "rules" / "rules.ipynb", as_version=4)
+    subs = build_rules_batch(release, tmp / "subs")
+    out = tmp / "out"
+    proc = grade(subs, out, "--workers", "2", assignment="rules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"out": out, "stdout": proc.stdout}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", sorted(RULES_SCENARIOS))
+def test_rules_scenario_scored_and_diagnosed(rules_batch, name):
+    entry = journal(rules_batch["out"])[name]
+    _, expected, clue, flagged = RULES_SCENARIOS[name]
+    assert sum(t["score"] for t in entry["tests"]) == expected, (entry.get("grader_error"), entry["diagnostics"], entry)
+    text = json.dumps(entry["diagnostics"] + entry["flags"] + [t["message"] for t in entry["tests"]])
+    if clue:
+        assert clue in text, entry
+    assert bool(entry["flags"]) == flagged, entry
+
+
+@pytest.mark.e2e
+def test_a_kernels_exception_brings_back_at_most_240_of_its_characters(rules_batch):
+    """raises_its_inputs raised the 40 hidden inputs it was sent, twenty times over (about 16,000
+    characters), to read them in its feedback: its test's message keeps 240 of them."""
+    message = next(t["message"] for t in journal(rules_batch["out"])["raises_its_inputs"]["tests"]
+                   if t["grade_id"] == "test_square")
+    raised = message.split("raised ValueError: ", 1)[1].split(" (at: ", 1)[0]
+    assert raised.startswith("inputs: [") and len(raised) <= 240, message
+    assert len(message) < 240 + 200, message
 
 
 @pytest.mark.e2e

@@ -202,6 +202,53 @@ SCENARIOS = {
 }
 
 
+# ---------------------------------------------------------------- the `rules` fixture (round 2)
+# Submissions of the fixture assignment `rules` (square without the power operator, halve without
+# changing its argument, evaluate in evaluation mode; 2, 1 and 2 points), for the ways round 2
+# earned points without the work: a forbidden operator reached at run time, a stub that names
+# nothing forbidden, an argument changed in place, the instructor's probe rebound, a kernel that
+# raises the hidden inputs it was sent into its feedback. Same form as SCENARIOS.
+RULES_GOOD = {"square": "def square(x):\n    return x * x",
+              "halve": "def halve(x):\n    return x / 2",
+              "evaluate": "def evaluate(module, x):\n    module.eval()\n    with torch.no_grad():\n        return module(x)"}
+NO_EVAL = "def evaluate(module, x):\n    with torch.no_grad():\n        return module(x)"  # fails test_evaluate
+
+
+def fill_rules(release, **code):
+    return fill(release, **{**RULES_GOOD, **code})
+
+
+RULES_SCENARIOS = {
+    "rules_correct": (lambda r: fill_rules(r), 5, None, False),
+    # the power operator by a name built at run time: the dispatcher sees it; the lookup is flagged
+    "pow_by_computed_lookup": (lambda r: fill_rules(r, square="import operator\ndef square(x):\n"
+                                                              "    return operator.attrgetter('p' + 'ow')(torch)(x, 2)"),
+                               3, "pow", FLAGGED),
+    # ... or through a reference saved under another name: no name to read, the same operator runs
+    "pow_through_a_saved_reference": (lambda r: fill_rules(r, square="_times_itself = torch.Tensor.__pow__\n"
+                                                                     "def square(x):\n    return _times_itself(x, 2)"),
+                                      3, "pow", False),
+    # a stub that names nothing forbidden earns nothing for the rule: the check pays for working code only
+    # (this one answers the visible example and nothing else)
+    "stub_names_nothing": (lambda r: fill_rules(r, square="def square(x):\n    if x.tolist() == [3.0, -2.0]:\n"
+                                                          "        return torch.tensor([9.0, 4.0])\n    return torch.zeros_like(x)"),
+                           3, "not x times x", False),
+    # right values, but the argument changed in place: the grader's copy shows it
+    "halve_in_place": (lambda r: fill_rules(r, halve="def halve(x):\n    return x.mul_(0.5)"),
+                       4, "changed its argument", False),
+    # evaluate leaves training mode on, and a tuple assignment rebinds the probe to a module on which
+    # that would not show: the test reads the probe the instructor's cell made; the rebinding is flagged
+    "probe_rebound": (lambda r: fill_rules(r, evaluate=NO_EVAL + "\nPROBE, _spare = torch.nn.Identity(), None"),
+                      3, "training mode", FLAGGED),
+    # the kernel raises the hidden inputs it was sent, to read them in its feedback: at most 240 of
+    # its characters reach it (and the inputs change with the secret seed)
+    "raises_its_inputs": (lambda r: fill_rules(r, square="def square(x):\n    if len(x) > 2:   # the hidden call\n"
+                                                         "        raise ValueError('inputs: ' + repr(x.tolist()) * 20)\n"
+                                                         "    return x * x"),
+                          3, "ValueError", False),
+}
+
+
 def _many_cells(nb, n, source):
     for _ in range(n):
         nb = add_cell(nb, "test_relu", source)
@@ -244,3 +291,11 @@ def build_batch(release, folder, port=0):
     for name in SCENARIOS:
         build(name, release, subs, port=port, canary=canary)
     return subs, canary
+
+
+def build_rules_batch(release, folder):
+    """Every scenario of RULES_SCENARIOS (for the `rules` fixture) as `folder`/<name>.ipynb."""
+    folder.mkdir(parents=True)
+    for name, (builder, *_) in RULES_SCENARIOS.items():
+        nbformat.write(builder(release), folder / f"{name}.ipynb")
+    return folder
