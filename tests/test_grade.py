@@ -1,9 +1,10 @@
-"""End-to-end tests of `autograder grade` on the fixture assignments `fix` and `rules` (5 points each).
+"""End-to-end tests of `autograder grade` on the fixture assignments `fix` (5 points) and `rules` (7).
 
 One batch grades every scenario of tests/hostile/scenarios.py's SCENARIOS (hostile, malformed
 and honest submissions of `fix`) with two workers, a second one RULES_SCENARIOS (round 2's ways
 to points without the work, on `rules`: a forbidden operator reached at run time, a stub, an
-argument changed in place, the instructor's probe rebound, hidden inputs raised into feedback);
+argument changed in place, the instructor's probe rebound, hidden inputs raised into feedback,
+weights trained elsewhere);
 each scenario's score is compared with what its functions truly earn, and its diagnostic must
 name the problem. Every test of the
 batch is marked e2e: `make grading-test` grades the batch (it also regrades it, replays it and

@@ -204,14 +204,48 @@ SCENARIOS = {
 
 # ---------------------------------------------------------------- the `rules` fixture (round 2)
 # Submissions of the fixture assignment `rules` (square without the power operator, halve without
-# changing its argument, evaluate in evaluation mode; 2, 1 and 2 points), for the ways round 2
-# earned points without the work: a forbidden operator reached at run time, a stub that names
-# nothing forbidden, an argument changed in place, the instructor's probe rebound, a kernel that
-# raises the hidden inputs it was sent into its feedback. Same form as SCENARIOS.
+# changing its argument, evaluate in evaluation mode, fit that trains; 2, 1, 2 and 2 points), for
+# the ways round 2 earned points without the work: a forbidden operator reached at run time, a stub
+# that names nothing forbidden, an argument changed in place, the instructor's probe rebound, a
+# kernel that raises the hidden inputs it was sent into its feedback, weights trained elsewhere.
+# Same form as SCENARIOS (the expected score out of 7).
 RULES_GOOD = {"square": "def square(x):\n    return x * x",
               "halve": "def halve(x):\n    return x / 2",
-              "evaluate": "def evaluate(module, x):\n    module.eval()\n    with torch.no_grad():\n        return module(x)"}
+              "evaluate": "def evaluate(module, x):\n    module.eval()\n    with torch.no_grad():\n        return module(x)",
+              "fit": "def fit(model, loader, epochs, lr=0.5):\n    opt = torch.optim.SGD(model.parameters(), lr=lr)\n"
+                     "    losses = []\n    for _ in range(epochs):\n        for x, y in loader:\n            opt.zero_grad()\n"
+                     "            loss = torch.nn.functional.cross_entropy(model(x), y)\n            loss.backward()\n"
+                     "            opt.step()\n            losses.append(float(loss))\n    return losses"}
 NO_EVAL = "def evaluate(module, x):\n    with torch.no_grad():\n        return module(x)"  # fails test_evaluate
+
+
+def _embedded_weights_fit():
+    """A `fit` that trains nothing: it loads weights learnt on glyph classes of another seed
+    (here, in the test's process, as a student would at home) and permutes their outputs to the
+    loader's labels by voting."""
+    import base64
+
+    import torch
+
+    from autograder.glyphs import glyph_task
+
+    elsewhere = glyph_task(4242, 2000, 10)
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(5):
+        for b in torch.randperm(2000, generator=g).split(50):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(elsewhere.x_train[b]), elsewhere.y_train[b]).backward()
+            opt.step()
+    w, bias = (base64.b64encode(t.detach().contiguous().numpy().tobytes()).decode() for t in (model[1].weight, model[1].bias))
+    return (f"import base64\n_W = torch.frombuffer(bytearray(base64.b64decode('{w}')), dtype=torch.float32).reshape(10, 784)\n"
+            f"_B = torch.frombuffer(bytearray(base64.b64decode('{bias}')), dtype=torch.float32)\n"
+            "def fit(model, loader, epochs, lr=0.5):\n    with torch.no_grad():\n"
+            "        model[1].weight.copy_(_W)\n        model[1].bias.copy_(_B)\n        votes = torch.zeros(10, 10)\n"
+            "        for x, y in loader:\n            votes.index_put_((y, model(x).argmax(1)), torch.ones(len(y)), accumulate=True)\n"
+            "        mapping = votes.argmax(1)   # the loader's label -> the output that predicts it\n"
+            "        model[1].weight.copy_(_W[mapping])\n        model[1].bias.copy_(_B[mapping])\n    return [0.0]")
 
 
 def fill_rules(release, **code):
@@ -219,33 +253,37 @@ def fill_rules(release, **code):
 
 
 RULES_SCENARIOS = {
-    "rules_correct": (lambda r: fill_rules(r), 5, None, False),
+    "rules_correct": (lambda r: fill_rules(r), 7, None, False),
     # the power operator by a name built at run time: the dispatcher sees it; the lookup is flagged
     "pow_by_computed_lookup": (lambda r: fill_rules(r, square="import operator\ndef square(x):\n"
                                                               "    return operator.attrgetter('p' + 'ow')(torch)(x, 2)"),
-                               3, "pow", FLAGGED),
+                               5, "pow", FLAGGED),
     # ... or through a reference saved under another name: no name to read, the same operator runs
     "pow_through_a_saved_reference": (lambda r: fill_rules(r, square="_times_itself = torch.Tensor.__pow__\n"
                                                                      "def square(x):\n    return _times_itself(x, 2)"),
-                                      3, "pow", False),
+                                      5, "pow", False),
     # a stub that names nothing forbidden earns nothing for the rule: the check pays for working code only
     # (this one answers the visible example and nothing else)
     "stub_names_nothing": (lambda r: fill_rules(r, square="def square(x):\n    if x.tolist() == [3.0, -2.0]:\n"
                                                           "        return torch.tensor([9.0, 4.0])\n    return torch.zeros_like(x)"),
-                           3, "not x times x", False),
+                           5, "not x times x", False),
     # right values, but the argument changed in place: the grader's copy shows it
     "halve_in_place": (lambda r: fill_rules(r, halve="def halve(x):\n    return x.mul_(0.5)"),
-                       4, "changed its argument", False),
+                       6, "changed its argument", False),
     # evaluate leaves training mode on, and a tuple assignment rebinds the probe to a module on which
     # that would not show: the test reads the probe the instructor's cell made; the rebinding is flagged
     "probe_rebound": (lambda r: fill_rules(r, evaluate=NO_EVAL + "\nPROBE, _spare = torch.nn.Identity(), None"),
-                      3, "training mode", FLAGGED),
+                      5, "training mode", FLAGGED),
     # the kernel raises the hidden inputs it was sent, to read them in its feedback: at most 240 of
     # its characters reach it (and the inputs change with the secret seed)
     "raises_its_inputs": (lambda r: fill_rules(r, square="def square(x):\n    if len(x) > 2:   # the hidden call\n"
                                                          "        raise ValueError('inputs: ' + repr(x.tolist()) * 20)\n"
                                                          "    return x * x"),
-                          3, "ValueError", False),
+                          5, "ValueError", False),
+    # weights trained elsewhere (on another draw of glyphs), pasted in as base64, with the outputs
+    # matched to the grader's labels by voting on its loader, and no training: the grader's own
+    # held-out glyphs are classes those weights never saw
+    "embedded_weights_and_vote": (lambda r: fill_rules(r, fit=_embedded_weights_fit()), 5, "below the target", False),
 }
 
 
